@@ -1,0 +1,1 @@
+"""Keras architectures for expression recognition, one module each, behind one registry."""
