@@ -16,7 +16,7 @@ import dlib
 import numpy as np
 
 from emopy_tfds import faces
-from pipeline.quickstart import sample_photo
+from emopy_tfds.data import sample_photo
 
 FER2013_ROWS = 35_887
 REAL_TIME_FPS = 30.0

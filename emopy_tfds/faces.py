@@ -243,6 +243,12 @@ def _shape_predictor(path: str):
     return dlib.shape_predictor(path)
 
 
+def load_models(landmark_model: str | os.PathLike | None = None) -> None:
+    """Creates this process's detector and shape predictor now (for a Beam DoFn's setup), not on first use."""
+    _frontal_face_detector()
+    _shape_predictor(str(landmark_model_path(landmark_model)))
+
+
 def _gray(image: np.ndarray) -> np.ndarray:
     # Both dlib models work on intensity; converting once makes RGB, RGBA and gray inputs agree exactly.
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import sys
 import time
 from pathlib import Path
 
+from emopy_tfds.data import sample_photo
 from pipeline import landmarks
-
-# A real photo (NASA, public domain; see emopy_tfds/data/README.md), so the quick start needs no extras.
-SAMPLE_PHOTO = "astronaut.jpg"
-
-
-def sample_photo() -> Path:
-    return Path(str(importlib.resources.files("emopy_tfds") / "data" / SAMPLE_PHOTO))
 
 
 def run(workdir: str = "emopy-quickstart", stdout=sys.stdout, stderr=sys.stderr) -> int:

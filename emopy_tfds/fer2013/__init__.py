@@ -1,0 +1,1 @@
+"""fer2013 and FER+ as a TFDS dataset."""

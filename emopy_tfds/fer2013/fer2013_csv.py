@@ -1,0 +1,256 @@
+"""fer2013's CSV in each form users have, and FER+ votes: finding, validating and parsing rows.
+
+Small pure functions, used by the builder in the launcher (one scan that validates every row and notes
+where its pixels lie in the file) and in the Beam workers (parsing the pixels of a batch of rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+from etils import epath
+
+from emopy_tfds import labels
+
+CSV_NAME = "fer2013.csv"
+TARBALL_NAME = "fer2013.tar.gz"  # Kaggle's original download, holding fer2013/fer2013.csv
+ICML_NAME = "icml_face_data.csv"  # Kaggle's newer download; header "emotion, Usage, pixels"
+SOURCE_NAMES = (CSV_NAME, TARBALL_NAME, ICML_NAME)
+FERPLUS_NAME = "fer2013new.csv"
+
+IMAGE_SIDE = 48
+NUM_PIXELS = IMAGE_SIDE * IMAGE_SIDE
+USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
+SPLITS = tuple(USAGE_TO_SPLIT.values())
+
+FERPLUS_EMOTIONS = labels.FERPLUS
+FERPLUS_VOTE_COLUMNS = FERPLUS_EMOTIONS + ("unknown", "NF")
+
+log = logging.getLogger(__name__)
+
+
+class BadRowError(ValueError):
+    """A source row that cannot become an example; the message names the file and the row."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RowRef:
+    """One valid row: its index among the CSV's data rows, its label, and where its pixel text lies.
+
+    Workers read pixels by byte range, so batches of rows travel through Beam as a few numbers each.
+    """
+
+    index: int
+    label: int
+    pixels_offset: int
+    pixels_length: int
+    ferplus_votes: tuple[int, ...] | None = None
+
+
+@dataclasses.dataclass
+class Scan:
+    """What one pass over the source found: valid rows per split, and what was left out and why."""
+
+    rows: dict[str, list[RowRef]]
+    bad_rows: list[str]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+
+def find_source(manual_dir: epath.PathLike) -> epath.Path:
+    """The fer2013 file in the manual directory, in order of preference; a clear error if none is there."""
+    folder = epath.Path(manual_dir)
+    for name in SOURCE_NAMES:
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(
+        f"no fer2013 data in {folder}: expected one of {', '.join(SOURCE_NAMES)} "
+        f"(see the manual download instructions)"
+    )
+
+
+def csv_in_extracted_tarball(extracted: epath.PathLike) -> epath.Path:
+    """fer2013.csv inside Kaggle's extracted tarball (fer2013/fer2013.csv, or at the top)."""
+    folder = epath.Path(extracted)
+    for candidate in (folder / "fer2013" / CSV_NAME, folder / CSV_NAME):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{TARBALL_NAME} holds no fer2013/{CSV_NAME} (extracted to {folder})")
+
+
+def parse_pixels(text: bytes, *, where: str) -> np.ndarray:
+    """48x48 space-separated values in 0..255 as a uint8 (48, 48, 1) image."""
+    with warnings.catch_warnings():
+        # numpy warns (or, in newer releases, raises) when text stops parsing before its end.
+        warnings.simplefilter("error")
+        try:
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            raise BadRowError(f"{where}: pixels are not all whole numbers") from None
+    if values.size != NUM_PIXELS:
+        raise BadRowError(f"{where}: expected {NUM_PIXELS} pixel values (48x48), got {values.size}")
+    if values.min() < 0 or values.max() > 255:
+        raise BadRowError(f"{where}: pixel values outside 0..255 (min {values.min()}, max {values.max()})")
+    return values.astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE, 1)
+
+
+def _header_columns(header: bytes, name: str) -> dict[str, int]:
+    columns = [field.strip().strip(b'"').decode("ascii", "replace") for field in header.rstrip(b"\r").split(b",")]
+    positions = {column: i for i, column in enumerate(columns)}
+    missing = [column for column in ("emotion", "pixels", "Usage") if column not in positions]
+    if missing or len(columns) != 3:
+        raise BadRowError(f"{name}, header: expected columns emotion, pixels and Usage, got {columns}")
+    return positions
+
+
+def scan_rows(
+    path: epath.PathLike,
+    *,
+    skip_bad_rows: bool = False,
+    ferplus_votes: Sequence[tuple[int, ...] | None] | None = None,
+) -> Scan:
+    """Validates every row of a fer2013 CSV and notes where each row's pixels lie.
+
+    A bad row (wrong number of columns or pixels, pixels that are not numbers in 0..255, a label outside
+    0..6, an unknown Usage) raises BadRowError naming it, or with `skip_bad_rows` is left out and listed in
+    `Scan.bad_rows`. With `ferplus_votes` (one entry per data row, None for rows FER+ leaves out, as
+    `read_ferplus_votes` gives and counts them), each row gets its votes and rows without are left out.
+    """
+    path = epath.Path(path)
+    name = path.name
+    data = path.read_bytes()
+    rows: dict[str, list[RowRef]] = {split: [] for split in SPLITS}
+    bad_rows: list[str] = []
+    lines = data.split(b"\n")
+    columns = _header_columns(lines[0], name)
+    offset = len(lines[0]) + 1
+    index = 0
+    for line_number, line in enumerate(lines[1:], start=2):
+        line_offset, offset = offset, offset + len(line) + 1
+        if not line.strip():
+            continue  # blank lines, such as the one after the last line break
+        where = f"{name}, row {index} (line {line_number})"
+        try:
+            split, row = _parse_row(line, line_offset, columns, index, where)
+        except BadRowError as error:
+            if not skip_bad_rows:
+                raise
+            bad_rows.append(str(error))
+        else:
+            rows[split].append(row)
+        index += 1
+    for message in bad_rows:
+        log.warning("skipped bad row: %s", message)
+    if ferplus_votes is not None:
+        if len(ferplus_votes) != index:
+            raise BadRowError(f"{FERPLUS_NAME} has {len(ferplus_votes)} data rows but {name} has {index}")
+        rows = {
+            split: [dataclasses.replace(row, ferplus_votes=ferplus_votes[row.index]) for row in split_rows
+                    if ferplus_votes[row.index] is not None]
+            for split, split_rows in rows.items()
+        }
+    return Scan(rows=rows, bad_rows=bad_rows)
+
+
+def _fields(line: bytes) -> list[bytes]:
+    return [field.strip().strip(b'"').strip() for field in line.rstrip(b"\r").split(b",")]
+
+
+def _parse_row(
+    line: bytes, line_offset: int, columns: dict[str, int], index: int, where: str
+) -> tuple[str, RowRef]:
+    fields = _fields(line)
+    if len(fields) != 3:
+        raise BadRowError(f"{where}: expected 3 columns (emotion, pixels, Usage), got {len(fields)}")
+    emotion, usage = fields[columns["emotion"]], fields[columns["Usage"]].decode("ascii", "replace")
+    if not emotion.isdigit() or int(emotion) >= len(labels.FER2013):
+        raise BadRowError(f"{where}: label {emotion.decode('ascii', 'replace')!r} is not one of 0..6")
+    if usage not in USAGE_TO_SPLIT:
+        raise BadRowError(f"{where}: unknown Usage {usage!r} (expected {', '.join(USAGE_TO_SPLIT)})")
+    pixels = fields[columns["pixels"]]
+    parse_pixels(pixels, where=where)
+    # Locate the pixel text in the line itself, so workers can read exactly those bytes.
+    start = line.index(pixels)
+    row = RowRef(index=index, label=int(emotion), pixels_offset=line_offset + start, pixels_length=len(pixels))
+    return USAGE_TO_SPLIT[usage], row
+
+
+def read_ferplus_votes(path: epath.PathLike) -> tuple[list[tuple[int, ...] | None], dict[str, int]]:
+    """FER+ votes per fer2013 row from fer2013new.csv, and how many rows FER+ leaves out, by reason.
+
+    A row is left out (None) when its image name is empty or when unknown or NF has the most votes.
+    Otherwise it keeps its 10 vote counts; its label is `ferplus_label(votes)`.
+    """
+    path = epath.Path(path)
+    lines = path.read_bytes().split(b"\n")
+    header = [field.decode("ascii", "replace") for field in _fields(lines[0])]
+    expected = ["Usage", "Image name", *FERPLUS_VOTE_COLUMNS]
+    if header != expected:
+        raise BadRowError(f"{path.name}, header: expected {', '.join(expected)}, got {', '.join(header)}")
+    votes_per_row: list[tuple[int, ...] | None] = []
+    left_out = {"no image name": 0, "majority unknown": 0, "majority NF": 0}
+    for line_number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        where = f"{path.name}, row {len(votes_per_row)} (line {line_number})"
+        fields = _fields(line)
+        if len(fields) != len(expected):
+            raise BadRowError(f"{where}: expected {len(expected)} columns, got {len(fields)}")
+        if not all(field.isdigit() for field in fields[2:]):
+            raise BadRowError(f"{where}: vote counts must be whole numbers, got {b','.join(fields[2:]).decode()}")
+        votes = tuple(int(field) for field in fields[2:])
+        reason = ferplus_left_out_reason(fields[1].decode("utf-8", "replace"), votes)
+        if reason:
+            left_out[reason] += 1
+            votes_per_row.append(None)
+        else:
+            votes_per_row.append(votes)
+    return votes_per_row, left_out
+
+
+def ferplus_left_out_reason(image_name: str, votes: Sequence[int]) -> str | None:
+    """Why FER+ leaves a row out, or None: no image name, or unknown / NF with the most votes.
+
+    Ties go to the emotions: a row is left out only when unknown or NF has strictly more votes than
+    every emotion.
+    """
+    if not image_name.strip():
+        return "no image name"
+    top_emotion = max(votes[: len(FERPLUS_EMOTIONS)])
+    unknown, not_a_face = votes[len(FERPLUS_EMOTIONS)], votes[len(FERPLUS_EMOTIONS) + 1]
+    if max(unknown, not_a_face) > top_emotion:
+        return "majority unknown" if unknown >= not_a_face else "majority NF"
+    return None
+
+
+def ferplus_label(votes: Sequence[int]) -> int:
+    """The FER+ class with the most votes among the 8 emotions; ties go to the first in FER+'s order."""
+    return int(np.argmax(votes[: len(FERPLUS_EMOTIONS)]))
+
+
+def batches(rows: Iterable[RowRef], size: int) -> list[list[RowRef]]:
+    """Rows in consecutive groups of `size`: the unit of work of a Beam worker."""
+    rows = list(rows)
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def read_batch_pixels(path: epath.PathLike, batch: Sequence[RowRef], *, name: str) -> list[np.ndarray]:
+    """The images of a batch of rows, read with one ranged read of the file."""
+    start = min(row.pixels_offset for row in batch)
+    end = max(row.pixels_offset + row.pixels_length for row in batch)
+    with epath.Path(path).open("rb") as file:
+        file.seek(start)
+        chunk = file.read(end - start)
+    return [
+        parse_pixels(
+            chunk[row.pixels_offset - start : row.pixels_offset - start + row.pixels_length],
+            where=f"{name}, row {row.index}",
+        )
+        for row in batch
+    ]
