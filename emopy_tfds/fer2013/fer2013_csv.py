@@ -188,6 +188,11 @@ def read_ferplus_votes(path: epath.PathLike) -> tuple[list[tuple[int, ...] | Non
     Otherwise it keeps its 10 vote counts; its label is `ferplus_label(votes)`.
     """
     path = epath.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the ferplus config needs Microsoft's {FERPLUS_NAME} in {path.parent} "
+            f"(https://github.com/microsoft/FERPlus); build `--config original` without it"
+        )
     lines = path.read_bytes().split(b"\n")
     header = [field.decode("ascii", "replace") for field in _fields(lines[0])]
     expected = ["Usage", "Image name", *FERPLUS_VOTE_COLUMNS]
