@@ -26,7 +26,7 @@ def beam_flags(workers: int, beam_options: str | None) -> list[str]:
     if other_runner:
         return user_flags
     local = ["--runner=DirectRunner", "--allow_unsafe_triggers", "--direct_running_mode=multi_processing",
-             f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=WARNING"]
+             f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=ERROR"]
     return local + user_flags
 
 
@@ -48,6 +48,8 @@ def run(
     # Quiet TensorFlow's C++ start-up chatter here and in the Beam workers, which inherit the environment.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The local runner re-logs every worker's warnings; the workers' own errors still show.
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
     from apache_beam.options.pipeline_options import PipelineOptions
     import tensorflow_datasets as tfds
 
@@ -69,6 +71,8 @@ def run(
             beam_options=PipelineOptions(flags=beam_flags(workers, beam_options)),
             download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
                            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS),
+            # Several shards per split let every worker write, and later let tf.data read in parallel.
+            num_shards=max(4, 2 * workers),
         )
         print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}", file=stderr)
         builder.download_and_prepare(download_config=download_config)

@@ -71,8 +71,8 @@ def test_scan_reads_every_form_and_locates_pixels(tmp_path, face_images, form):
     batch = scan.rows["validation"]
     images = fer2013_csv.read_batch_pixels(path, batch, name=path.name)
     for row, image in zip(batch, images):
-        np.testing.assert_array_equal(image[:, :, 0], face_images[row.index])
-        assert row.label == EMOTIONS[row.index]
+        np.testing.assert_array_equal(image[:, :, 0], face_images[row["index"]])
+        assert row["label"] == EMOTIONS[row["index"]]
 
 
 def test_missing_source_lists_the_accepted_names_and_the_folder(tmp_path):
@@ -110,7 +110,7 @@ def test_bad_rows_stop_the_scan_naming_file_and_row(tmp_path, face_images, kind)
     scan = fer2013_csv.scan_rows(path, skip_bad_rows=True)
     assert scan.num_rows == 4 and len(scan.bad_rows) == 1 and message in scan.bad_rows[0]
     # Rows after the bad one keep their own index, so `index` always points at the source row.
-    assert [row.index for rows in scan.rows.values() for row in rows] == [0, 1, 3, 4]
+    assert [int(row["index"]) for rows in scan.rows.values() for row in rows] == [0, 1, 3, 4]
 
 
 def test_ferplus_majority_and_left_out_rows(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from etils import epath
@@ -37,25 +37,20 @@ class BadRowError(ValueError):
     """A source row that cannot become an example; the message names the file and the row."""
 
 
-@dataclasses.dataclass(frozen=True)
-class RowRef:
-    """One valid row: its index among the CSV's data rows, its label, and where its pixel text lies.
-
-    Workers read pixels by byte range, so batches of rows travel through Beam as a few numbers each.
-    """
-
-    index: int
-    label: int
-    pixels_offset: int
-    pixels_length: int
-    ferplus_votes: tuple[int, ...] | None = None
+# One valid row: its index among the CSV's data rows, its label, where its pixel text lies in the file,
+# and its FER+ votes (zeros outside the ferplus config). Rows travel to Beam workers as arrays of these,
+# a few dozen bytes each, and workers read the pixels themselves by byte range.
+ROW_DTYPE = np.dtype(
+    [("index", np.int64), ("label", np.int8), ("pixels_offset", np.int64), ("pixels_length", np.int32),
+     ("ferplus_votes", np.int32, (10,))]
+)
 
 
 @dataclasses.dataclass
 class Scan:
-    """What one pass over the source found: valid rows per split, and what was left out and why."""
+    """What one pass over the source found: valid rows per split (ROW_DTYPE arrays), and bad rows."""
 
-    rows: dict[str, list[RowRef]]
+    rows: dict[str, np.ndarray]
     bad_rows: list[str]
 
     @property
@@ -125,7 +120,7 @@ def scan_rows(
     path = epath.Path(path)
     name = path.name
     data = path.read_bytes()
-    rows: dict[str, list[RowRef]] = {split: [] for split in SPLITS}
+    rows: dict[str, list[tuple]] = {split: [] for split in SPLITS}
     bad_rows: list[str] = []
     lines = data.split(b"\n")
     columns = _header_columns(lines[0], name)
@@ -151,11 +146,11 @@ def scan_rows(
         if len(ferplus_votes) != index:
             raise BadRowError(f"{FERPLUS_NAME} has {len(ferplus_votes)} data rows but {name} has {index}")
         rows = {
-            split: [dataclasses.replace(row, ferplus_votes=ferplus_votes[row.index]) for row in split_rows
-                    if ferplus_votes[row.index] is not None]
+            split: [row[:4] + (ferplus_votes[row[0]],) for row in split_rows if ferplus_votes[row[0]] is not None]
             for split, split_rows in rows.items()
         }
-    return Scan(rows=rows, bad_rows=bad_rows)
+    return Scan(rows={split: np.array(split_rows, dtype=ROW_DTYPE) for split, split_rows in rows.items()},
+                bad_rows=bad_rows)
 
 
 def _fields(line: bytes) -> list[bytes]:
@@ -164,7 +159,7 @@ def _fields(line: bytes) -> list[bytes]:
 
 def _parse_row(
     line: bytes, line_offset: int, columns: dict[str, int], index: int, where: str
-) -> tuple[str, RowRef]:
+) -> tuple[str, tuple]:
     fields = _fields(line)
     if len(fields) != 3:
         raise BadRowError(f"{where}: expected 3 columns (emotion, pixels, Usage), got {len(fields)}")
@@ -177,8 +172,7 @@ def _parse_row(
     parse_pixels(pixels, where=where)
     # Locate the pixel text in the line itself, so workers can read exactly those bytes.
     start = line.index(pixels)
-    row = RowRef(index=index, label=int(emotion), pixels_offset=line_offset + start, pixels_length=len(pixels))
-    return USAGE_TO_SPLIT[usage], row
+    return USAGE_TO_SPLIT[usage], (index, int(emotion), line_offset + start, len(pixels), (0,) * 10)
 
 
 def read_ferplus_votes(path: epath.PathLike) -> tuple[list[tuple[int, ...] | None], dict[str, int]]:
@@ -239,23 +233,19 @@ def ferplus_label(votes: Sequence[int]) -> int:
     return int(np.argmax(votes[: len(FERPLUS_EMOTIONS)]))
 
 
-def batches(rows: Iterable[RowRef], size: int) -> list[list[RowRef]]:
+def batches(rows: np.ndarray, size: int) -> list[np.ndarray]:
     """Rows in consecutive groups of `size`: the unit of work of a Beam worker."""
-    rows = list(rows)
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
+    return [rows[start : start + size].copy() for start in range(0, len(rows), size)]
 
 
-def read_batch_pixels(path: epath.PathLike, batch: Sequence[RowRef], *, name: str) -> list[np.ndarray]:
-    """The images of a batch of rows, read with one ranged read of the file."""
-    start = min(row.pixels_offset for row in batch)
-    end = max(row.pixels_offset + row.pixels_length for row in batch)
+def read_batch_pixels(path: epath.PathLike, batch: np.ndarray, *, name: str) -> list[np.ndarray]:
+    """The images of a batch of rows (a ROW_DTYPE array), read with one ranged read of the file."""
+    offsets, lengths = batch["pixels_offset"], batch["pixels_length"]
+    start, end = int(offsets.min()), int((offsets + lengths).max())
     with epath.Path(path).open("rb") as file:
         file.seek(start)
         chunk = file.read(end - start)
     return [
-        parse_pixels(
-            chunk[row.pixels_offset - start : row.pixels_offset - start + row.pixels_length],
-            where=f"{name}, row {row.index}",
-        )
-        for row in batch
+        parse_pixels(chunk[offset - start : offset - start + length], where=f"{name}, row {index}")
+        for index, offset, length in zip(batch["index"].tolist(), offsets.tolist(), lengths.tolist())
     ]

@@ -67,7 +67,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager, pipeline):
         source = fer2013_csv.find_source(dl_manager.manual_dir)
         csv_path = source
         if source.name == fer2013_csv.TARBALL_NAME:
@@ -83,16 +83,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             bad_rows=scan.bad_rows[:100],
             ferplus_rows_left_out=ferplus_left_out,
         )
-        return {
-            split: self._generate_examples(str(csv_path), split, fer2013_csv.batches(rows, ROWS_PER_BATCH))
-            for split, rows in scan.rows.items()
-            if rows
-        }
-
-    def _generate_examples(self, csv_path: str, split: str, batches: list[list[fer2013_csv.RowRef]]):
-        beam = tfds.core.lazy_imports.apache_beam
+        batches = {split: fer2013_csv.batches(rows, ROWS_PER_BATCH) for split, rows in scan.rows.items() if len(rows)}
         # Imported here so that `import emopy_tfds` does not pay for Beam.
         from emopy_tfds.fer2013 import fer2013_beam
 
-        to_examples = fer2013_beam.RowsToExamples(csv_path, split, len(batches), self._landmark_model)
-        return beam.Create(list(enumerate(batches))) | beam.ParDo(to_examples)
+        examples = fer2013_beam.examples_by_split(pipeline, str(csv_path), batches,
+                                                  ferplus=self.builder_config.name == "ferplus",
+                                                  landmark_model=self._landmark_model)
+        return {split: self._generate_examples(examples, split) for split in batches}
+
+    def _generate_examples(self, examples_by_split, split: str):
+        """A split's (row index, example) pairs: its share of the one Beam stage that makes every split."""
+        return examples_by_split[split]
