@@ -83,6 +83,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             bad_rows=scan.bad_rows[:100],
             ferplus_rows_left_out=ferplus_left_out,
         )
+        for split in [split for split, rows in scan.rows.items() if not len(rows)]:
+            log.warning("%s has no rows for the %r split, so the dataset has none", source.name, split)
         batches = {split: fer2013_csv.batches(rows, ROWS_PER_BATCH) for split, rows in scan.rows.items() if len(rows)}
         # Imported here so that `import emopy_tfds` does not pay for Beam.
         from emopy_tfds.fer2013 import fer2013_beam
