@@ -305,6 +305,81 @@ def find_faces(
     return [Face(box, _fit(gray, box, landmark_model)) for box in boxes]
 
 
+def box_from_landmarks(landmarks: np.ndarray) -> Box:
+    """The face square the landmarks imply (the geometry `align_face` uses), about what dlib's detector draws.
+
+    Used to seed the next video frame's fit, and for faces whose only landmarks come from elsewhere.
+    """
+    right_eye, left_eye = eye_centres(landmarks)
+    side = float(np.hypot(*(left_eye - right_eye))) / EYE_DISTANCE
+    middle = (right_eye + left_eye) / 2.0
+    return Box(int(round(middle[0] - side / 2)), int(round(middle[1] - EYE_LINE * side)), int(round(side)),
+               int(round(side)))
+
+
+def box_overlap(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    return intersection / float(a.area + b.area - intersection)
+
+
+class Track(NamedTuple):
+    """A face followed through a sequence: one Face per frame (None where it was lost), and how it went."""
+
+    faces: list
+    detections: int
+    used_fallback: bool
+
+
+# Below this overlap between the box a fit was seeded with and the box its landmarks imply, the fit has
+# slid off the face (or the face moved fast): detect again.
+REDETECT_BELOW_OVERLAP = 0.5
+
+
+def track_face(
+    frames,
+    *,
+    upsample: int = 0,
+    fallback_box: Box | None = None,
+    landmark_model: str | os.PathLike | None = None,
+) -> Track:
+    """Follows the largest face of the first frame through a sequence of frames (paths, bytes or arrays).
+
+    The detector runs on the first frame only; each later frame's fit is seeded with the box the previous
+    frame's landmarks imply, and the detector runs again only when a fit's landmarks drift from their seed.
+    With no face on the first frame, `fallback_box` (e.g. from a dataset's own landmarks) seeds the fits.
+    """
+    tracked, detections, used_fallback, seed = [], 0, False, None
+    for frame in frames:
+        gray = _gray(load_image(frame))
+        if seed is None:
+            detections += 1
+            found = _detect(gray, upsample)
+            if found:
+                seed = found[0]
+            elif fallback_box is not None:
+                seed, used_fallback = fallback_box, True
+            else:
+                tracked.append(None)
+                continue
+        landmarks = _fit(gray, seed, landmark_model)
+        implied = box_from_landmarks(landmarks)
+        if box_overlap(seed, implied) < REDETECT_BELOW_OVERLAP and not used_fallback:
+            detections += 1
+            found = _detect(gray, upsample)
+            if found:
+                seed = found[0]
+                landmarks = _fit(gray, seed, landmark_model)
+                implied = box_from_landmarks(landmarks)
+        tracked.append(Face(seed, landmarks))
+        seed = implied
+    return Track(tracked, detections, used_fallback)
+
+
 # --- Alignment and crop -------------------------------------------------------------------------------
 
 

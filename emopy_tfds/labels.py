@@ -158,3 +158,61 @@ def expected_valence_arousal(probabilities: Sequence[float] | np.ndarray, label_
         )
     coordinates = np.array([valence_arousal(name) for name in classes])
     return probabilities @ coordinates
+
+
+# Lucey, P., Cohn, J. F., Kanade, T., Saragih, J., Ambadar, Z., & Matthews, I. (2010). The Extended
+# Cohn-Kanade Dataset (CK+): A complete dataset for action unit and emotion-specified expression.
+# CVPR Workshops, 94-101. Table 2, "emotion description in terms of facial action units": the criteria
+# CK+'s emotion labels had to meet. Intensities are FACS's A..E, coded 1..5 in CK+'s files (0: unscored).
+def _anger(aus: dict[int, int]) -> bool:
+    return 23 in aus and 24 in aus
+
+
+def _disgust(aus: dict[int, int]) -> bool:
+    return 9 in aus or 10 in aus
+
+
+def _fear(aus: dict[int, int]) -> bool:
+    # AU 1+2+4 must be present, unless AU 5 is of intensity E, when AU 4 can be absent.
+    return 1 in aus and 2 in aus and (4 in aus or aus.get(5) == 5)
+
+
+def _happiness(aus: dict[int, int]) -> bool:
+    return 12 in aus
+
+
+def _sadness(aus: dict[int, int]) -> bool:
+    # Either AU 1+4+15 or AU 11; an exception is AU 6+15.
+    return (1 in aus and 4 in aus and 15 in aus) or 11 in aus or (6 in aus and 15 in aus)
+
+
+def _surprise(aus: dict[int, int]) -> bool:
+    # Either AU 1+2 or AU 5, and AU 5 no stronger than B.
+    return ((1 in aus and 2 in aus) or 5 in aus) and aus.get(5, 0) <= 2
+
+
+def _contempt(aus: dict[int, int]) -> bool:
+    return 14 in aus  # unilateral or bilateral
+
+
+CK_PLUS_AU_CRITERIA = {
+    "anger": _anger,
+    "contempt": _contempt,
+    "disgust": _disgust,
+    "fear": _fear,
+    "happiness": _happiness,
+    "sadness": _sadness,
+    "surprise": _surprise,
+}
+
+
+def emotions_consistent_with(action_units) -> list[str]:
+    """The emotions (canonical names) whose CK+ action-unit criteria a set of AUs meets.
+
+    `action_units` is an iterable of AU numbers or of (AU, intensity) pairs, as in CK+'s FACS files.
+    """
+    aus: dict[int, int] = {}
+    for item in action_units:
+        au, intensity = (item, 0) if isinstance(item, (int, np.integer)) else item
+        aus[int(au)] = int(intensity)
+    return [emotion for emotion, criterion in CK_PLUS_AU_CRITERIA.items() if criterion(aus)]
