@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-DATASETS = ("fer2013",)
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
@@ -55,6 +54,7 @@ def run(
 
     import emopy_tfds  # noqa: F401  (registers the builders)
     from emopy_tfds import faces
+    from emopy_tfds.ck_plus import ck_plus_files
     from emopy_tfds.fer2013 import fer2013_csv
 
     workers = workers or os.cpu_count() or 1
@@ -76,7 +76,8 @@ def run(
         )
         print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}", file=stderr)
         builder.download_and_prepare(download_config=download_config)
-    except (FileNotFoundError, fer2013_csv.BadRowError, faces.LandmarkModelNotFoundError) as error:
+    except (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
+            faces.LandmarkModelNotFoundError) as error:
         print(f"emopy: error: {error}", file=stderr)
         return 1
     print_summary(builder, data_dir, time.perf_counter() - started, stdout)
@@ -98,5 +99,8 @@ def print_summary(builder, data_dir: str, seconds: float, stdout) -> None:
     if left_out:
         print(f"  FER+ left out {sum(left_out.values())} row(s): "
               + ", ".join(f"{count} {reason}" for reason, count in left_out.items()), file=stdout)
+    if metadata.get("sequences_left_out"):
+        print(f"  left out {metadata['sequences_left_out']} sequence(s) with no face and no CK+ landmarks: "
+              + ", ".join(metadata["left_out"]), file=stdout)
     print(f"  data: {builder.data_dir}", file=stdout)
     print(f'  load: tfds.load("{info.full_name.rsplit("/", 1)[0]}", data_dir="{data_dir}")', file=stdout)

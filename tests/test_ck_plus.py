@@ -1,0 +1,153 @@
+"""CK+ end to end: the three layouts, zips and folders, faces found or reported, files, folds and AUs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emopy_tfds import labels
+from emopy_tfds.ck_plus import ck_plus_beam, ck_plus_files
+from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
+
+SPECS = (
+    SequenceSpec("S005", "001", frames=5, emotion=3, facs=((9, 2), (17, 3))),
+    SequenceSpec("S010", "002", frames=3, emotion=None, facs=((12, 3),)),  # unlabelled
+    SequenceSpec("S011", "001", frames=4, emotion=5, facs=((6, 3), (12, 4)), colour=True),
+    SequenceSpec("S022", "003", frames=3, emotion=1, face="none", ck_landmarks=False),  # must be reported
+    SequenceSpec("S034", "001", frames=3, emotion=7, face="upside-down"),  # falls back to CK+'s landmarks
+)
+
+
+def emopy_build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["emopy", "build", "ck_plus", *args], capture_output=True, text=True, timeout=600)
+
+
+def load(data_dir: Path, config: str) -> list[dict]:
+    script = (
+        "import json, sys, emopy_tfds, tensorflow_datasets as tfds\n"
+        f"ds = tfds.load('ck_plus/{config}', split='train', data_dir={str(data_dir)!r})\n"
+        "rows = [{k: (v.decode() if isinstance(v, bytes) else v.tolist()) for k, v in ex.items()}"
+        " for ex in tfds.as_numpy(ds)]\n"
+        "json.dump(rows, sys.stdout)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory, astronaut) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("ck_plus")
+    return {layout: write_tree(folder / layout, SPECS, layout=layout, photo=astronaut)
+            for layout in ("zips", "folders", "emopy")}
+
+
+@pytest.mark.parametrize("layout", ["zips", "folders", "emopy"])
+def test_emotion_config_from_each_layout(tmp_path, trees, layout):
+    result = emopy_build("--manual-dir", str(trees[layout]), "--data-dir", str(tmp_path), "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Prism" not in result.stderr
+    assert "left out 1 sequence(s) with no face and no CK+ landmarks: S022/003" in result.stdout
+    examples = load(tmp_path, "emotion")
+    by_sequence = {}
+    for example in examples:
+        by_sequence.setdefault(f"{example['subject']}/{example['sequence']}", []).append(example)
+    # Labelled sequences only; the faceless one is left out, and reported, not silently dropped.
+    assert sorted(by_sequence) == ["S005/001", "S011/001", "S034/001"]
+    assert sorted(e["frame"] for e in by_sequence["S005/001"]) == [1, 3, 4, 5]
+    for name, label in (("S005/001", 3), ("S011/001", 5), ("S034/001", 7)):
+        frames = sorted(by_sequence[name], key=lambda e: e["frame"])
+        assert frames[0]["label"] == 0  # the first frame is neutral
+        assert all(e["label"] == label for e in frames[1:])
+    for example in by_sequence["S005/001"] + by_sequence["S011/001"]:  # a grey and a colour sequence
+        assert np.array(example["image"]).shape == (96, 96, 1)
+        assert not example["face_from_ck_landmarks"] and example["has_ck_landmarks"]
+        # dlib's landmarks and CK+'s own (here: the same face, with 1 px of noise) agree in crop pixels.
+        difference = np.linalg.norm(np.array(example["landmarks"]) - np.array(example["ck_landmarks"]), axis=1)
+        assert np.median(difference) < 4.0
+    assert all(e["face_from_ck_landmarks"] for e in by_sequence["S034/001"])
+    metadata = json.loads(next(tmp_path.glob("ck_plus/emotion/1.0.0/metadata.json")).read_text())
+    assert metadata["sequences_left_out"] == 1 and metadata["left_out"][0].startswith("S022/003")
+    assert json.loads(metadata["face_spec"])["crop_size"] == 96
+
+
+def test_sequences_and_facs_configs(tmp_path, trees):
+    for config in ("sequences", "facs"):
+        result = emopy_build("--manual-dir", str(trees["folders"]), "--data-dir", str(tmp_path), "--config", config,
+                             "--workers", "2")
+        assert result.returncode == 0, result.stderr[-3000:]
+    sequences = {f"{e['subject']}/{e['sequence']}": e for e in load(tmp_path, "sequences")}
+    assert sorted(sequences) == ["S005/001", "S011/001", "S034/001"]
+    assert sequences["S005/001"]["frame_numbers"] == [1, 2, 3, 4, 5]
+    assert np.array(sequences["S005/001"]["frames"]).shape == (5, 96, 96, 1)
+    assert np.array(sequences["S011/001"]["landmarks"]).shape == (4, 68, 2)
+    facs = {f"{e['subject']}/{e['sequence']}": e for e in load(tmp_path, "facs")}
+    assert sorted(facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]  # unlabelled included
+    assert facs["S010/002"]["label"] == -1 and facs["S010/002"]["action_units"] == [12]
+    assert facs["S005/001"]["action_units"] == [9, 17] and facs["S005/001"]["au_intensities"] == [2, 3]
+    assert facs["S005/001"]["frame"] == 5  # the peak frame
+
+
+def test_malformed_label_file_stops_the_build_naming_it(tmp_path, astronaut):
+    tree = write_tree(tmp_path / "manual", SPECS[:1], photo=astronaut)
+    emotion_file = next((tree / "Emotion").rglob("*_emotion.txt"))
+    emotion_file.write_text("   9.0000000e+00\n")
+    result = emopy_build("--manual-dir", str(tree), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{emotion_file}: label 9 is not one of 0..7" in result.stderr
+    emotion_file.write_text("happy\n")
+    result = emopy_build("--manual-dir", str(tree), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1 and f"{emotion_file}: expected numbers" in result.stderr
+
+
+def test_label_and_facs_parsing():
+    assert ck_plus_files.parse_emotion("   3.0000000e+00\n", "a") == 3
+    for bad in ("3.5", "1 2", "", "-1"):
+        with pytest.raises(ck_plus_files.CkPlusFileError, match="^a: "):
+            ck_plus_files.parse_emotion(bad, "a")
+    text = "   1.0000000e+00   0.0000000e+00\n   2.5000000e+01   3.0000000e+00\n\n"
+    assert ck_plus_files.parse_facs(text, "f") == [(1, 0), (25, 3)]
+    with pytest.raises(ck_plus_files.CkPlusFileError, match="^f, line 2: expected 'AU intensity'"):
+        ck_plus_files.parse_facs("1 0\n7\n", "f")
+    with pytest.raises(ck_plus_files.CkPlusFileError, match="expected 68 'x y' pairs"):
+        ck_plus_files.parse_landmarks("1 2 3 4", "l")
+
+
+def test_missing_data_lists_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        ck_plus_files.find_roots(tmp_path, extract=lambda path: path)
+    for name in ("extended-cohn-kanade-images.zip", "cohn-kanade-images", "images/Sxxx/yyy", str(tmp_path)):
+        assert name in str(error.value)
+
+
+def test_subject_folds_are_disjoint_deterministic_and_balanced():
+    subjects = [f"S{n:03d}" for n in (5, 10, 11, 14, 22, 26, 28, 29, 32, 34, 35, 37, 42, 44, 45, 46, 50, 51, 52)]
+    folds = ck_plus_files.subject_folds(subjects, k=10)
+    assert set(folds) == set(subjects) and set(folds.values()) == set(range(10))
+    assert ck_plus_files.subject_folds(list(reversed(subjects)) + subjects[:3], k=10) == folds
+    sizes = np.bincount(list(folds.values()))
+    assert sizes.max() - sizes.min() <= 1
+
+
+def test_frames_kept_by_each_config():
+    assert ck_plus_beam.frames_to_use("emotion", 10, last_frames=3, max_length=0) == [0, 7, 8, 9]
+    assert ck_plus_beam.frames_to_use("emotion", 3, last_frames=3, max_length=0) == [0, 1, 2]
+    assert ck_plus_beam.frames_to_use("facs", 10, last_frames=3, max_length=0) == [9]
+    assert ck_plus_beam.frames_to_use("sequences", 30, last_frames=3, max_length=8)[::7] == [0, 29]
+    assert len(ck_plus_beam.frames_to_use("sequences", 30, last_frames=3, max_length=8)) == 8
+
+
+def test_action_unit_criteria_of_the_ck_plus_paper():
+    assert labels.emotions_consistent_with([(12, 3), (6, 2)]) == ["happiness"]
+    assert labels.emotions_consistent_with([23, 24]) == ["anger"]
+    assert labels.emotions_consistent_with([1, 2, 4]) == ["fear", "surprise"]
+    assert "fear" in labels.emotions_consistent_with([(1, 0), (2, 0), (5, 5)])  # AU 5 at E: AU 4 may be absent
+    assert "surprise" not in labels.emotions_consistent_with([(5, 4)])  # AU 5 stronger than B
+    assert labels.emotions_consistent_with([6, 15]) == ["sadness"]
+    assert labels.emotions_consistent_with([14]) == ["contempt"]
+    assert labels.emotions_consistent_with([]) == []
