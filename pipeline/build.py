@@ -99,6 +99,9 @@ def print_summary(builder, data_dir: str, seconds: float, stdout) -> None:
     if left_out:
         print(f"  FER+ left out {sum(left_out.values())} row(s): "
               + ", ".join(f"{count} {reason}" for reason, count in left_out.items()), file=stdout)
+    if metadata.get("frames_processed"):
+        print(f"  {metadata['frames_processed']} frames, {metadata['detections']} face detections "
+              "(detected once per sequence, then tracked)", file=stdout)
     if metadata.get("sequences_left_out"):
         print(f"  left out {metadata['sequences_left_out']} sequence(s) with no face and no CK+ landmarks: "
               + ", ".join(metadata["left_out"]), file=stdout)

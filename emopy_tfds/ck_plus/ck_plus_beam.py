@@ -49,8 +49,8 @@ def png(image: np.ndarray) -> bytes:
 class SequenceToExamples(beam.DoFn):
     """Finds the face on a sequence's first kept frame, tracks it through the rest, aligns and crops.
 
-    Elements are (SequenceFiles, label, action units, fold). Sequences with no face and no CK+ landmarks
-    go to the `left_out` output, named, instead of being dropped.
+    Elements are (SequenceFiles, label, action units, fold). The `report` output counts frames and
+    detections, and names the sequences with no face and no CK+ landmarks, which are left out.
     """
 
     def __init__(self, config: str, spec: faces.FaceSpec, *, last_frames: int, max_length: int,
@@ -77,8 +77,9 @@ class SequenceToExamples(beam.DoFn):
         fallback = faces.box_from_landmarks(ck_landmarks[0]) if ck_landmarks[0] is not None else None
         track = faces.track_face(images, fallback_box=fallback, landmark_model=self._landmark_model)
         self._detections.inc(track.detections)
+        yield beam.pvalue.TaggedOutput("report", {"frames": len(kept), "detections": track.detections})
         if any(face is None for face in track.faces):
-            yield beam.pvalue.TaggedOutput("left_out", f"{sequence.name}: no face found and no CK+ landmarks file")
+            yield beam.pvalue.TaggedOutput("report", {"left_out": f"{sequence.name}: no face found and no CK+ landmarks file"})
             return
         crops = []
         for image, face, ck in zip(images, track.faces, ck_landmarks):
@@ -119,20 +120,30 @@ def _ck_landmarks(path: str | None) -> np.ndarray | None:
     return None if path is None else ck_plus_files.parse_landmarks(ck_plus_files.read_text(path), path)
 
 
+def summarise(reports) -> dict:
+    """One build report from the workers' per-sequence ones: frames, detections, sequences left out."""
+    reports = list(reports)
+    return {
+        "frames_processed": sum(r.get("frames", 0) for r in reports),
+        "detections": sum(r.get("detections", 0) for r in reports),
+        "left_out": sorted(r["left_out"] for r in reports if "left_out" in r),
+    }
+
+
 def examples(pipeline, items: list, config: str, spec: faces.FaceSpec, *, last_frames: int, max_length: int,
-             left_out_path: str, landmark_model=None):
-    """The PCollection of (key, example) for every sequence; sequences left out are written to
-    `left_out_path` as a JSON list, for the builder to put in the dataset's metadata."""
+             report_path: str, landmark_model=None):
+    """The PCollection of (key, example) for every sequence. The build report (`summarise`) is written to
+    `report_path` as JSON, for the builder to put in the dataset's metadata."""
     to_examples = SequenceToExamples(config, spec, last_frames=last_frames, max_length=max_length,
                                      num_sequences=len(items), landmark_model=landmark_model)
     outputs = (
         pipeline
         | "ck_plus_sequences" >> beam.Create(items)
-        | "ck_plus_examples" >> beam.ParDo(to_examples).with_outputs("left_out", main="examples")
+        | "ck_plus_examples" >> beam.ParDo(to_examples).with_outputs("report", main="examples")
     )
     _ = (
-        outputs.left_out
-        | "collect_left_out" >> beam.combiners.ToList()
-        | "write_left_out" >> beam.Map(lambda names: epath.Path(left_out_path).write_text(json.dumps(sorted(names))))
+        outputs.report
+        | "collect_reports" >> beam.combiners.ToList()
+        | "write_report" >> beam.Map(lambda reports: epath.Path(report_path).write_text(json.dumps(summarise(reports))))
     )
     return outputs.examples

@@ -15,7 +15,7 @@ from emopy_tfds import faces, labels
 from emopy_tfds.ck_plus import ck_plus_files
 
 log = logging.getLogger(__name__)
-LEFT_OUT_FILE = "left_out_sequences.json"
+REPORT_FILE = "build_report.json"
 
 
 @dataclasses.dataclass
@@ -125,7 +125,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         examples = ck_plus_beam.examples(
             pipeline, items, self.builder_config.name, self.face_spec,
             last_frames=self.builder_config.last_frames, max_length=self.builder_config.max_length,
-            left_out_path=os.fspath(epath.Path(self.data_dir) / LEFT_OUT_FILE), landmark_model=self._landmark_model,
+            report_path=os.fspath(epath.Path(self.data_dir) / REPORT_FILE), landmark_model=self._landmark_model,
         )
         return {"train": self._generate_examples(examples)}
 
@@ -135,10 +135,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, download_config):
         super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
-        # Workers name the sequences they had to leave out; that list belongs in the metadata, not the data.
-        left_out_file = epath.Path(self.data_dir) / LEFT_OUT_FILE
-        left_out = json.loads(left_out_file.read_text()) if left_out_file.exists() else []
-        left_out_file.unlink(missing_ok=True)
-        for name in left_out:
+        # The workers' report (sequences left out, detections) belongs in the metadata, not with the data.
+        report_file = epath.Path(self.data_dir) / REPORT_FILE
+        report = json.loads(report_file.read_text())
+        report_file.unlink()
+        for name in report["left_out"]:
             log.warning("CK+ sequence left out: %s", name)
-        self.info.metadata.update(sequences_left_out=len(left_out), left_out=left_out)
+        self.info.metadata.update(sequences_left_out=len(report["left_out"]), **report)
