@@ -151,3 +151,19 @@ def test_action_unit_criteria_of_the_ck_plus_paper():
     assert labels.emotions_consistent_with([6, 15]) == ["sadness"]
     assert labels.emotions_consistent_with([14]) == ["contempt"]
     assert labels.emotions_consistent_with([]) == []
+
+
+def test_tfds_build_command_line(tmp_path, trees):
+    builder_folder = Path(ck_plus_files.__file__).parent
+    result = subprocess.run(
+        ["tfds", "build", str(builder_folder), "--config", "facs", "--manual_dir", str(trees["zips"]),
+         "--data_dir", str(tmp_path),
+         "--beam_pipeline_options=runner=DirectRunner,allow_unsafe_triggers,direct_running_mode=multi_processing,"
+         "direct_num_workers=2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    facs = load(tmp_path, "facs")
+    assert sorted(f"{e['subject']}/{e['sequence']}" for e in facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]
+    metadata = json.loads(next(tmp_path.glob("ck_plus/facs/1.0.0/metadata.json")).read_text())
+    assert metadata["left_out"] == ["S022/003: no face found and no CK+ landmarks file"]
