@@ -167,3 +167,20 @@ def test_tfds_build_command_line(tmp_path, trees):
     assert sorted(f"{e['subject']}/{e['sequence']}" for e in facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]
     metadata = json.loads(next(tmp_path.glob("ck_plus/facs/1.0.0/metadata.json")).read_text())
     assert metadata["left_out"] == ["S022/003: no face found and no CK+ landmarks file"]
+
+
+def test_a_48_pixel_variant_for_joint_training_with_fer2013(tmp_path):
+    import tensorflow_datasets as tfds
+
+    import emopy_tfds  # noqa: F401
+    from emopy_tfds.ck_plus.ck_plus_dataset_builder import CkPlusConfig
+    from emopy_tfds.testing import IN_PROCESS_BEAM
+
+    config = CkPlusConfig(name="emotion48", kind="emotion", crop_size=48)
+    builder = tfds.builder("ck_plus", config=config, data_dir=str(tmp_path))
+    dummy_data = Path(ck_plus_files.__file__).parent / "dummy_data"
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(dummy_data),
+                                                                            beam_options=IN_PROCESS_BEAM))
+    examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
+    assert len(examples) == 8 and examples[0]["image"].shape == (48, 48, 1)
+    assert json.loads(builder.info.metadata["face_spec"])["crop_size"] == 48

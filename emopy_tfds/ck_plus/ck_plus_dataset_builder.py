@@ -20,10 +20,15 @@ REPORT_FILE = "build_report.json"
 
 @dataclasses.dataclass
 class CkPlusConfig(tfds.core.BuilderConfig):
-    """crop_size: side of the aligned face crops (96; 48 matches fer2013). last_frames: how many of a
-    labelled sequence's last frames the emotion config keeps. max_length: the sequences config samples at
-    most this many frames uniformly (0 keeps all). folds: number of subject-independent folds."""
+    """kind: emotion, sequences or facs (defaults to the name). crop_size: side of the aligned face crops
+    (96; 48 matches fer2013). last_frames: how many of a labelled sequence's last frames the emotion kind
+    keeps. max_length: the sequences kind samples at most this many frames uniformly (0 keeps all).
+    folds: number of subject-independent folds.
 
+    Other variants are configs too, e.g. `CkPlusConfig(name="emotion48", kind="emotion", crop_size=48)`.
+    """
+
+    kind: str = ""
     crop_size: int = 96
     last_frames: int = 3
     max_length: int = 0
@@ -55,6 +60,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     @property
+    def kind(self) -> str:
+        return self.builder_config.kind or self.builder_config.name
+
+    @property
     def face_spec(self) -> faces.FaceSpec:
         return faces.FaceSpec(crop_size=self.builder_config.crop_size)
 
@@ -67,7 +76,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "fold": tfds.features.Scalar(dtype=np.int32),
             "face_from_ck_landmarks": tfds.features.Scalar(dtype=np.bool_),
         }
-        if self.builder_config.name == "sequences":
+        if self.kind == "sequences":
             features = {
                 **common,
                 "frames": tfds.features.Sequence(tfds.features.Image(shape=(size, size, 1))),
@@ -86,7 +95,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "frame": tfds.features.Scalar(dtype=np.int32),
                 "label": tfds.features.ClassLabel(names=labels.CK_PLUS),
             }
-            if self.builder_config.name == "facs":
+            if self.kind == "facs":
                 features.update(
                     label=tfds.features.Scalar(dtype=np.int64),  # -1: the sequence has no emotion label
                     action_units=tfds.features.Tensor(shape=(None,), dtype=np.int32),
@@ -108,7 +117,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                      if sequence.emotion_file else None)
             action_units = (ck_plus_files.parse_facs(ck_plus_files.read_text(sequence.facs_file), sequence.facs_file)
                             if sequence.facs_file else [])
-            if self.builder_config.name == "facs":
+            if self.kind == "facs":
                 items.append((sequence, -1 if label is None else label, action_units, folds[sequence.subject]))
             elif label is not None:
                 items.append((sequence, label, action_units, folds[sequence.subject]))
@@ -123,7 +132,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         from emopy_tfds.ck_plus import ck_plus_beam  # here, so that `import emopy_tfds` does not pay for Beam
 
         examples = ck_plus_beam.examples(
-            pipeline, items, self.builder_config.name, self.face_spec,
+            pipeline, items, self.kind, self.face_spec,
             last_frames=self.builder_config.last_frames, max_length=self.builder_config.max_length,
             report_path=os.fspath(epath.Path(self.data_dir) / REPORT_FILE), landmark_model=self._landmark_model,
         )
