@@ -27,5 +27,8 @@ def run(workdir: str = "emopy-quickstart", stdout=sys.stdout, stderr=sys.stderr)
           f"({time.perf_counter() - started:.2f} s)", file=stdout)
     print(f"  landmarks (JSON):   {records}", file=stdout)
     print(f"  annotated picture:  {annotated}", file=stdout)
-    print("Next: `emopy landmarks YOUR_PHOTO.jpg --json --annotate out.png`", file=stdout)
+    print("Next: `emopy landmarks YOUR_PHOTO.jpg --json --annotate out.png`, and with your copy of the data:",
+          file=stdout)
+    print("      `emopy build fer2013 --manual-dir DIR` or `emopy build ck_plus --config emotion --manual-dir DIR`",
+          file=stdout)
     return 0 if found else 1
