@@ -85,8 +85,8 @@ class SequenceToExamples(beam.DoFn):
         self._done += 1
         if self._done % 25 == 1:
             print(f"ck_plus {self._config}: {sequence.name} ({len(kept)} frames, {track.detections} detection(s), "
-                  f"{time.perf_counter() - started:.2f} s, worker {os.getpid()}: {self._done} sequences)",
-                  file=sys.stderr, flush=True)
+                  f"{time.perf_counter() - started:.2f} s); worker {os.getpid()} has done {self._done} of the "
+                  f"{self._num_sequences} sequences", file=sys.stderr, flush=True)
 
     def _examples(self, sequence: SequenceFiles, label, action_units, common, numbers, crops):
         if self._config == "sequences":
