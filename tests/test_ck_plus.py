@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,9 @@ import pytest
 from emopy_tfds import labels
 from emopy_tfds.ck_plus import ck_plus_beam, ck_plus_files
 from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
+
+from builds import emopy_build as build_dataset
+from builds import load_split
 
 SPECS = (
     SequenceSpec("S005", "001", frames=5, emotion=3, facs=((9, 2), (17, 3))),
@@ -24,20 +26,11 @@ SPECS = (
 
 
 def emopy_build(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["emopy", "build", "ck_plus", *args], capture_output=True, text=True, timeout=600)
+    return build_dataset("ck_plus", *args)
 
 
 def load(data_dir: Path, config: str) -> list[dict]:
-    script = (
-        "import json, sys, emopy_tfds, tensorflow_datasets as tfds\n"
-        f"ds = tfds.load('ck_plus/{config}', split='train', data_dir={str(data_dir)!r})\n"
-        "rows = [{k: (v.decode() if isinstance(v, bytes) else v.tolist()) for k, v in ex.items()}"
-        " for ex in tfds.as_numpy(ds)]\n"
-        "json.dump(rows, sys.stdout)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    return load_split(data_dir, f"ck_plus/{config}")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,9 @@ from emopy_tfds import labels
 from emopy_tfds.fer2013 import dummy_data_generation as generate
 from emopy_tfds.fer2013 import fer2013_csv
 
+from builds import emopy_build as build_dataset
+from builds import load_split
+
 ROWS = 21
 USAGES = ["Training"] * 13 + ["PublicTest"] * 4 + ["PrivateTest"] * 4
 EMOTIONS = [i % 7 for i in range(ROWS)]
@@ -25,22 +27,8 @@ def face_images(astronaut) -> np.ndarray:
     return generate.face_crops(astronaut, ROWS, seed=1)
 
 
-def load_split(data_dir: Path, name: str, split: str) -> list[dict]:
-    """Reads a built split back through tfds.load, in a subprocess like a user's script."""
-    script = (
-        "import json, sys, emopy_tfds, tensorflow_datasets as tfds\n"
-        f"ds = tfds.load({name!r}, split={split!r}, data_dir={str(data_dir)!r})\n"
-        "rows = [{k: v.tolist() for k, v in ex.items()} for ex in tfds.as_numpy(ds)]\n"
-        "json.dump(rows, sys.stdout)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
-
-
 def emopy_build(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["emopy", "build", "fer2013", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return build_dataset("fer2013", *args, env=env)
 
 
 def check_built(data_dir: Path, images: np.ndarray, name: str = "fer2013") -> None:
