@@ -302,3 +302,18 @@ def test_tracking_falls_back_to_a_given_box_and_reports_no_face():
     assert faces.track_face(blank).faces == [None, None, None]
     fallback = faces.track_face(blank, fallback_box=faces.Box(200, 150, 120, 120))
     assert fallback.used_fallback and all(face is not None for face in fallback.faces)
+
+
+def test_exif_orientation_is_applied(tmp_path, astronaut):
+    """A phone photo stored sideways with an EXIF orientation tag is read upright, so its face is found."""
+    from PIL import Image
+
+    sideways = np.ascontiguousarray(np.rot90(astronaut, k=1))  # stored rotated 90 degrees anticlockwise
+    assert faces.detect_faces(sideways) == []  # the detector needs the face upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(sideways).save(path, quality=95, exif=exif)
+    upright = faces.load_image(str(path))
+    assert upright.shape == astronaut.shape
+    assert len(faces.detect_faces(upright)) == 1
