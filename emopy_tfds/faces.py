@@ -38,6 +38,24 @@ NOSE = slice(27, 36)
 RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)
 MOUTH = slice(48, 68)
 
+
+def _mirrored_landmarks() -> tuple[int, ...]:
+    # Mirror pairs of the 68-point markup, both orders; points on the midline pair with themselves.
+    pairs = [(i, 16 - i) for i in range(17)]  # jaw
+    pairs += [(17 + i, 26 - i) for i in range(5)]  # brows
+    pairs += [(27, 27), (28, 28), (29, 29), (30, 30), (31, 35), (32, 34), (33, 33)]  # nose
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    pairs += [(48, 54), (49, 53), (50, 52), (51, 51), (55, 59), (56, 58), (57, 57)]  # outer lips
+    pairs += [(60, 64), (61, 63), (62, 62), (65, 67), (66, 66)]  # inner lips
+    mirror = {}
+    for a, b in pairs:
+        mirror[a], mirror[b] = b, a
+    return tuple(mirror[i] for i in range(NUM_LANDMARKS))
+
+
+# MIRRORED_LANDMARKS[i]: the point that becomes point i when the face is flipped left to right.
+MIRRORED_LANDMARKS = _mirrored_landmarks()
+
 # Where the eyes sit in the face square (before the margin), in units of its side. Chosen so that the
 # square is about the box dlib's detector draws around a frontal face.
 EYE_DISTANCE = 0.45

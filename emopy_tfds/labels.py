@@ -216,3 +216,8 @@ def emotions_consistent_with(action_units) -> list[str]:
         au, intensity = (item, 0) if isinstance(item, (int, np.integer)) else item
         aus[int(au)] = int(intensity)
     return [emotion for emotion, criterion in CK_PLUS_AU_CRITERIA.items() if criterion(aus)]
+
+
+# The action units the facs task predicts: every AU in the emotion criteria above, plus AUs 7, 17, 20, 25, 26
+# and 27, which CK+'s posed expressions show alongside them. Other coded AUs are rare in CK+ and are ignored.
+FACS_ACTION_UNITS = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 17, 20, 23, 24, 25, 26, 27)

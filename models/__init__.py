@@ -1,1 +1,135 @@
-"""Keras architectures for expression recognition, one module each, behind one registry."""
+"""Keras architectures for expression recognition, one module each, behind one registry.
+
+    import models
+    spec = models.InputSpec(kind="image", image_size=48)
+    model = models.build("vgg", spec, num_classes=7)
+
+Every model takes a dict of named inputs (see `input_shapes`) and ends in a float32 output layer, so that it
+trains under mixed precision. Images are float32 in [0, 1]; landmark features are those of
+`pipeline.features.landmark_features`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from typing import Callable
+
+import tf_keras as keras
+
+# What each input kind feeds the model, by input name.
+INPUT_KINDS = ("image", "landmarks", "image_landmarks", "image_sequence", "landmark_sequence")
+LANDMARK_INPUTS = ("landmark_points", "landmark_distances", "landmark_angles")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a model is fed: the input kind, the square image side, channels, frames per sequence."""
+
+    kind: str
+    image_size: int = 48
+    channels: int = 1
+    sequence_length: int = 10
+    num_landmarks: int = 68
+
+    def __post_init__(self):
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"unknown input kind {self.kind!r}; known: {', '.join(INPUT_KINDS)}")
+
+    @property
+    def uses_images(self) -> bool:
+        return self.kind in ("image", "image_landmarks", "image_sequence")
+
+    @property
+    def uses_landmarks(self) -> bool:
+        return self.kind in ("landmarks", "image_landmarks", "landmark_sequence")
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.kind.endswith("_sequence")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "InputSpec":
+        return cls(**json.loads(text))
+
+
+def input_shapes(spec: InputSpec) -> dict[str, tuple[int, ...]]:
+    """The model's named inputs and their shapes (without the batch dimension)."""
+    image = (spec.image_size, spec.image_size, spec.channels)
+    points = spec.num_landmarks
+    landmarks = {
+        "landmark_points": (points, 2),  # centred on the centroid, in units of the RMS radius
+        "landmark_distances": (points,),  # distance of each point to the centroid, same units
+        "landmark_angles": (points, 2),  # (cos, sin) of each point's angle around the centroid
+    }
+    time = (spec.sequence_length,)
+    return {
+        "image": {"image": image},
+        "landmarks": landmarks,
+        "image_landmarks": {"image": image, **landmarks},
+        "image_sequence": {"frames": time + image},
+        "landmark_sequence": {name: time + shape for name, shape in landmarks.items()},
+    }[spec.kind]
+
+
+def inputs(spec: InputSpec) -> dict[str, keras.Input]:
+    """keras.Input layers named and shaped as `input_shapes` says."""
+    return {name: keras.Input(shape=shape, name=name) for name, shape in input_shapes(spec).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    module: str  # models.<module> holds build(input_spec, num_classes, output_activation) -> keras.Model
+    input_kind: str
+    description: str
+
+
+ARCHITECTURES = {
+    "cnn": Architecture("cnn", "image", "the original Emopy image CNN, without its 33M-parameter dense layer"),
+    "landmarks": Architecture("landmarks", "landmarks", "the original Emopy dlib-landmark network"),
+    "multi_input": Architecture("multi_input", "image_landmarks", "image CNN and landmark branches, joined"),
+    "landmark_lstm": Architecture("landmark_lstm", "landmark_sequence", "LSTM over landmark sequences"),
+    "image_lstm": Architecture("image_lstm", "image_sequence", "TimeDistributed CNN + LSTM over frames"),
+    "capsnet": Architecture("capsnet", "image", "capsule network: dynamic routing, margin loss"),
+    "vgg": Architecture("vgg", "image", "VGG-style with batch norm (Khaireddin & Chen 2021, 73.28% fer2013)"),
+}
+
+
+def architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def _module(name: str):
+    return importlib.import_module(f"models.{architecture(name).module}")
+
+
+def build(name: str, input_spec: InputSpec, num_classes: int, *, multi_label: bool = False) -> keras.Model:
+    """The named architecture for `input_spec`, with `num_classes` outputs: probabilities over classes
+    (softmax), or with `multi_label` one independent probability per class (sigmoid), e.g. FACS AUs."""
+    expected = architecture(name).input_kind
+    if input_spec.kind != expected:
+        raise ValueError(f"model {name!r} takes {expected!r} inputs, not {input_spec.kind!r}")
+    return _module(name).build(input_spec, num_classes, output_activation="sigmoid" if multi_label else "softmax")
+
+
+def loss(name: str, *, multi_label: bool = False) -> keras.losses.Loss | str:
+    """The loss the named architecture trains with (CapsNet: margin loss; others: cross-entropy)."""
+    module = _module(name)
+    if hasattr(module, "loss"):
+        return module.loss()
+    return "binary_crossentropy" if multi_label else "sparse_categorical_crossentropy"
+
+
+def custom_objects() -> dict[str, Callable]:
+    """Every custom layer and loss, for keras.models.load_model."""
+    objects = {}
+    for name in ARCHITECTURES:
+        objects.update(getattr(_module(name), "CUSTOM_OBJECTS", {}))
+    return objects

@@ -1,0 +1,102 @@
+"""In-graph augmentation that moves face images and their landmarks together (tf.data, per batch).
+
+Landmarks are in pixel coordinates with pixel centres at integers, as dlib and `faces.align_face` give them,
+so a point keeps marking the same facial feature after the image is flipped, rotated, shifted or zoomed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from emopy_tfds.faces import MIRRORED_LANDMARKS
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Ranges of the random changes; each is drawn independently per example (per sequence for sequences)."""
+
+    flip: bool = True
+    rotation_degrees: float = 10.0
+    shift: float = 0.1  # of the image side
+    zoom: float = 0.1  # the scale lies in [1 - zoom, 1 + zoom]
+    brightness: float = 0.1  # added, on images in [0, 1]
+    contrast: float = 0.2  # the contrast factor lies in [1 - contrast, 1 + contrast]
+
+
+def flip_landmarks(landmarks: tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
+    """Points [..., 68, 2] of the mirrored image, renumbered so that each still names the same feature:
+    the subject's right eye of the flipped face is what was the left eye, mirrored."""
+    landmarks = tf.convert_to_tensor(landmarks, tf.float32)
+    x = tf.cast(width, tf.float32) - 1.0 - landmarks[..., 0]
+    mirrored = tf.stack([x, landmarks[..., 1]], axis=-1)
+    return tf.gather(mirrored, MIRRORED_LANDMARKS, axis=-2)
+
+
+def flip(images: tf.Tensor, landmarks: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mirrors images [..., H, W, C] left to right and their landmarks [..., 68, 2] with them."""
+    return tf.reverse(images, axis=[-2]), flip_landmarks(landmarks, tf.shape(images)[-2])
+
+
+def _uniform(count: tf.Tensor, half_range: float, centre: float = 0.0) -> tf.Tensor:
+    return tf.random.uniform([count], centre - half_range, centre + half_range)
+
+
+def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
+            augmentation: Augmentation = Augmentation()) -> tuple[tf.Tensor | None, tf.Tensor]:
+    """Randomly flipped, rotated, shifted, zoomed, brightened and contrasted copies of a batch.
+
+    images: float [B, (T,) S, S, C] in [0, 1], or None for landmark-only inputs; landmarks: [B, (T,) 68, 2].
+    The frames of a sequence share one draw, so a sequence stays a coherent clip.
+    """
+    landmarks = tf.cast(landmarks, tf.float32)
+    batch = tf.shape(landmarks)[0]
+    frames = tf.reduce_prod(tf.shape(landmarks)[1:-2])  # 1, or T for sequences
+    flat_landmarks = tf.reshape(landmarks, [-1, tf.shape(landmarks)[-2], 2])
+    flat_images = None if images is None else tf.reshape(images, tf.concat([[-1], tf.shape(images)[-3:]], 0))
+
+    def per_frame(values: tf.Tensor) -> tf.Tensor:
+        return tf.repeat(values, frames, axis=0)
+
+    if augmentation.flip:
+        flipped = per_frame(tf.random.uniform([batch]) < 0.5)
+        flat_landmarks = tf.where(flipped[:, None, None], flip_landmarks(flat_landmarks, image_size), flat_landmarks)
+        if flat_images is not None:
+            flat_images = tf.where(flipped[:, None, None, None], tf.reverse(flat_images, axis=[-2]), flat_images)
+
+    angle = per_frame(_uniform(batch, math.radians(augmentation.rotation_degrees)))
+    scale = per_frame(_uniform(batch, augmentation.zoom, 1.0))
+    shift_x = per_frame(_uniform(batch, augmentation.shift * image_size))
+    shift_y = per_frame(_uniform(batch, augmentation.shift * image_size))
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    centre = (image_size - 1) / 2.0
+
+    # Points move forward: p' = scale * R(angle) (p - c) + c + shift.
+    x = flat_landmarks[..., 0] - centre
+    y = flat_landmarks[..., 1] - centre
+    flat_landmarks = tf.stack([
+        scale[:, None] * (cos[:, None] * x - sin[:, None] * y) + centre + shift_x[:, None],
+        scale[:, None] * (sin[:, None] * x + cos[:, None] * y) + centre + shift_y[:, None],
+    ], axis=-1)
+
+    if flat_images is not None:
+        # The image op wants the inverse map, from each output pixel to where it samples the input.
+        a0, a1 = cos / scale, sin / scale
+        b0, b1 = -sin / scale, cos / scale
+        ox, oy = centre + shift_x, centre + shift_y
+        a2 = centre - (a0 * ox + a1 * oy)
+        b2 = centre - (b0 * ox + b1 * oy)
+        zeros = tf.zeros_like(a0)
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        flat_images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(flat_images, tf.float32), transforms=transforms,
+            output_shape=tf.constant([image_size, image_size]), fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="NEAREST")
+        contrast = per_frame(_uniform(batch, augmentation.contrast, 1.0))[:, None, None, None]
+        brightness = per_frame(_uniform(batch, augmentation.brightness))[:, None, None, None]
+        mean = tf.reduce_mean(flat_images, axis=[1, 2, 3], keepdims=True)
+        flat_images = tf.clip_by_value((flat_images - mean) * contrast + mean + brightness, 0.0, 1.0)
+        images = tf.reshape(flat_images, tf.shape(images))
+    return images, tf.reshape(flat_landmarks, tf.shape(landmarks))

@@ -1,0 +1,315 @@
+"""tf.data input pipelines from the built TFDS datasets, for every input kind the models take.
+
+    config = data.DataConfig("fer2013", data_dir="~/tensorflow_datasets")
+    spec = models.InputSpec(kind="image_landmarks")
+    train = data.batches(config, "train", spec, batch_size=64, training=True,
+                         class_weights=data.balanced_class_weights(data.label_counts(config, "train")))
+
+Each example is decoded, resized to the model's input, given its label in the chosen scheme and cached in
+memory once; shuffling, batching, augmentation (images and landmarks together) and the landmark features then
+run in-graph every epoch. Examples whose emotion has no class in the scheme (e.g. CK+ contempt under fer2013's
+labels) are left out, and `label_counts` counts them.
+
+CK+ has one split; its subject-independent folds make three: `test` is fold `test_fold`, `validation` the
+next fold, `train` the rest, so no subject is in two of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+import models
+from emopy_tfds import faces, labels
+from pipeline import augment as augment_lib
+from pipeline.features import landmark_features
+
+SPLITS = ("train", "validation", "test")
+TASKS = ("emotion", "facs")
+SHUFFLE_BUFFER = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One built TFDS dataset (name/config) and the label set of its `label` feature."""
+
+    tfds_name: str
+    label_set: str
+    sequences: bool = False
+    subject_folds: bool = False
+
+
+FER2013 = Source("fer2013/original", "fer2013")
+FERPLUS = Source("fer2013/ferplus", "ferplus")
+CK_PLUS_EMOTION = Source("ck_plus/emotion", "ck_plus", subject_folds=True)
+CK_PLUS_SEQUENCES = Source("ck_plus/sequences", "ck_plus", sequences=True, subject_folds=True)
+CK_PLUS_FACS = Source("ck_plus/facs", "ck_plus", subject_folds=True)
+
+DATASETS: dict[str, tuple[Source, ...]] = {
+    "fer2013": (FER2013,),
+    "fer2013/original": (FER2013,),
+    "fer2013/ferplus": (FERPLUS,),
+    "ck_plus": (CK_PLUS_EMOTION,),
+    "ck_plus/emotion": (CK_PLUS_EMOTION,),
+    "ck_plus/sequences": (CK_PLUS_SEQUENCES,),
+    "ck_plus/facs": (CK_PLUS_FACS,),
+    # Joint training: CK+ crops are resized to the model's input and relabelled in fer2013's classes.
+    "fer2013+ck_plus": (FER2013, CK_PLUS_EMOTION),
+}
+
+
+class DatasetNotBuiltError(FileNotFoundError):
+    """The TFDS dataset a pipeline reads has not been prepared in the data directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data a run reads and what it predicts.
+
+    dataset: a key of DATASETS. labels: a scheme of `labels.SCHEMES` (default: the dataset's own label set).
+    task: `emotion` (one class per example) or `facs` (multi-label action units, on ck_plus/facs).
+    folds, test_fold: CK+'s splits (see the module docstring); `emopy train --cv K` runs test_fold 0..K-1.
+    """
+
+    dataset: str
+    data_dir: str = "~/tensorflow_datasets"
+    labels: str | None = None
+    task: str = "emotion"
+    folds: int = 10
+    test_fold: int = 0
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.task == "facs" and self.sources != (CK_PLUS_FACS,):
+            raise ValueError("--task facs needs --dataset ck_plus/facs (the action units are coded there)")
+        labels.scheme(self.scheme_name)  # a clear error for unknown schemes, before any data is read
+        if not 0 <= self.test_fold < self.folds:
+            raise ValueError(f"test fold {self.test_fold} is not one of the {self.folds} folds")
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return DATASETS[self.dataset]
+
+    @property
+    def scheme_name(self) -> str:
+        return self.labels or self.sources[0].label_set
+
+    @property
+    def sequences(self) -> bool:
+        return self.sources[0].sequences
+
+
+def class_names(config: DataConfig) -> tuple[str, ...]:
+    """What the model's outputs are: the scheme's classes, or action units as "AU1", "AU2", ..."""
+    if config.task == "facs":
+        return tuple(f"AU{au}" for au in labels.FACS_ACTION_UNITS)
+    return labels.scheme(config.scheme_name).classes
+
+
+def input_kind_check(config: DataConfig, spec: models.InputSpec) -> None:
+    if spec.is_sequence != config.sequences:
+        wanted = "a sequence dataset (ck_plus/sequences)" if spec.is_sequence else "a dataset of single faces"
+        raise ValueError(f"{spec.kind!r} inputs need {wanted}; {config.dataset!r} is not one")
+
+
+def _builder(source: Source, data_dir: str):
+    import emopy_tfds  # noqa: F401  (registers the builders)
+    import tensorflow_datasets as tfds
+
+    data_dir = os.path.expanduser(data_dir)
+    builder = tfds.builder(source.tfds_name, data_dir=data_dir)
+    if not builder.is_prepared():
+        dataset = source.tfds_name.split("/")[0]
+        config = source.tfds_name.split("/")[1]
+        raise DatasetNotBuiltError(
+            f"{source.tfds_name} is not built in {data_dir}: run "
+            f"`emopy build {dataset} --config {config} --manual-dir DIR --data-dir {data_dir}`")
+    return builder
+
+
+def face_spec(config: DataConfig, spec: models.InputSpec) -> faces.FaceSpec:
+    """How a photo's face must be cropped to look like this run's training inputs."""
+    builder = _builder(config.sources[-1], config.data_dir)
+    stored = builder.info.metadata.get("face_spec") if builder.info.metadata else None
+    # fer2013's crops came from Kaggle, not from emopy; the default spec (48 px, eyes levelled) is the
+    # closest emopy can make of a photo's face.
+    base = faces.FaceSpec.from_json(stored) if stored else faces.FaceSpec()
+    return dataclasses.replace(base, crop_size=spec.image_size, grayscale=spec.channels == 1)
+
+
+def _fold_filter(config: DataConfig, split: str):
+    test, validation = config.test_fold, (config.test_fold + 1) % config.folds
+
+    def keep(example) -> tf.Tensor:
+        fold = tf.math.floormod(tf.cast(example["fold"], tf.int32), config.folds)
+        if split == "test":
+            return tf.equal(fold, test)
+        if split == "validation":
+            return tf.equal(fold, validation)
+        return tf.logical_and(tf.not_equal(fold, test), tf.not_equal(fold, validation))
+
+    return keep
+
+
+def _read(source: Source, config: DataConfig, split: str, decoders=None, shuffle_files: bool = False):
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    builder = _builder(source, config.data_dir)
+    if source.subject_folds:
+        built_folds = builder.builder_config.folds
+        if config.folds > built_folds:
+            raise ValueError(f"{source.tfds_name} was built with {built_folds} subject folds; "
+                             f"cannot make {config.folds}")
+        ds = builder.as_dataset(split="train", decoders=decoders, shuffle_files=shuffle_files)
+        return ds.filter(_fold_filter(config, split))
+    return builder.as_dataset(split=split, decoders=decoders, shuffle_files=shuffle_files)
+
+
+def _target(example, source: Source, config: DataConfig) -> tf.Tensor:
+    """The class id in the run's scheme (-1: none), or the multi-hot AU vector for the facs task."""
+    if config.task == "facs":
+        units = tf.constant(labels.FACS_ACTION_UNITS, tf.int32)
+        coded = tf.cast(example["action_units"], tf.int32)
+        return tf.cast(tf.reduce_any(tf.equal(units[:, None], coded[None, :]), axis=1), tf.float32)
+    lookup = tf.constant([-1 if i is None else i for i in labels.mapping(source.label_set, config.scheme_name)],
+                         tf.int64)
+    label = tf.cast(example["label"], tf.int64)
+    # CK+'s facs config marks sequences without an emotion label with -1.
+    return tf.where(label >= 0, tf.gather(lookup, tf.maximum(label, 0)), tf.constant(-1, tf.int64))
+
+
+def label_counts(config: DataConfig, split: str) -> dict:
+    """{"classes": {name: count}, "left_out": examples with no class in the scheme} for one split.
+
+    Reads labels only (images are not decoded), so it is cheap even on fer2013.
+    """
+    import tensorflow_datasets as tfds
+
+    names = class_names(config)
+    counts = np.zeros(len(names), np.int64)
+    left_out = 0
+    for source in config.sources:
+        image_key = "frames" if source.sequences else "image"
+        ds = _read(source, config, split, decoders={image_key: tfds.decode.SkipDecoding()})
+        ds = ds.map(lambda example, source=source: _target(example, source, config), num_parallel_calls=tf.data.AUTOTUNE)
+        for target in ds.batch(4096).as_numpy_iterator():
+            if config.task == "facs":
+                counts += target.sum(axis=0).astype(np.int64)
+                left_out += int((target.sum(axis=1) == 0).sum())  # sequences with none of the AUs
+            else:
+                counts += np.bincount(target[target >= 0], minlength=len(names))
+                left_out += int((target < 0).sum())
+    return {"classes": dict(zip(names, counts.tolist())), "left_out": left_out}
+
+
+def balanced_class_weights(counts: dict) -> dict[str, float]:
+    """Weights n / (k * n_c), so every class weighs as much in the loss as it would if classes were balanced
+    (fer2013 has 16x more happy than disgust faces). Classes absent from the split get weight 0."""
+    class_counts = counts["classes"]
+    total = sum(class_counts.values())
+    present = sum(1 for count in class_counts.values() if count)
+    return {name: (total / (present * count) if count else 0.0) for name, count in class_counts.items()}
+
+
+def _resize(image: tf.Tensor, landmarks: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Image [..., s, s, C] uint8 and its landmarks resized to side `size` (pixel centres stay aligned)."""
+    source_size = image.shape[-2]
+    if source_size == size:
+        return image, landmarks
+    ratio = size / source_size
+    method = "area" if size < source_size else "bilinear"
+    resized = tf.image.resize(image, [size, size], method=method)
+    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    return resized, (landmarks + 0.5) * ratio - 0.5
+
+
+def _sample_frames(values: tf.Tensor, length: int) -> tf.Tensor:
+    """`length` frames spread evenly from first to last (repeating frames of shorter sequences)."""
+    count = tf.shape(values)[0]
+    positions = tf.linspace(0.0, tf.cast(count - 1, tf.float32), length)
+    return tf.gather(values, tf.cast(tf.round(positions), tf.int32))
+
+
+def _record(example, source: Source, config: DataConfig, spec: models.InputSpec) -> dict:
+    """What is cached per example: uint8 pixels (if the model takes images), landmarks in the pixels of
+    the model's input size, and the target."""
+    image = example["frames"] if source.sequences else example["image"]
+    points = tf.cast(example["landmarks"], tf.float32)
+    if source.sequences:
+        image = _sample_frames(image, spec.sequence_length)
+        points = _sample_frames(points, spec.sequence_length)
+    image, points = _resize(image, points, spec.image_size)
+    record = {"landmarks": points, "target": _target(example, source, config)}
+    if spec.uses_images:
+        if spec.channels == 3 and image.shape[-1] == 1:
+            image = tf.repeat(image, 3, axis=-1)
+        record["image"] = image
+    return record
+
+
+def examples(config: DataConfig, split: str, spec: models.InputSpec, *, shuffle_files: bool = False) -> tf.data.Dataset:
+    """A split's cached records (see `_record`), with every source in the run's scheme; examples with no class
+    are left out."""
+    input_kind_check(config, spec)
+    parts = []
+    for source in config.sources:
+        ds = _read(source, config, split, shuffle_files=shuffle_files)
+        parts.append(ds.map(lambda example, source=source: _record(example, source, config, spec),
+                            num_parallel_calls=tf.data.AUTOTUNE))
+    ds = parts[0]
+    for part in parts[1:]:
+        ds = ds.concatenate(part)
+    if config.task == "emotion":
+        ds = ds.filter(lambda record: record["target"] >= 0)
+    return ds.cache()
+
+
+def model_inputs(records: dict, spec: models.InputSpec, augmentation: augment_lib.Augmentation | None = None) -> dict:
+    """A batch of records as the model's named inputs (`models.input_shapes`), augmented when asked."""
+    images = None
+    if spec.uses_images:
+        images = tf.cast(records["image"], tf.float32) / 255.0
+    points = records["landmarks"]
+    if augmentation is not None:
+        images, points = augment_lib.augment(images, points, spec.image_size, augmentation)
+    inputs = {}
+    if spec.uses_images:
+        inputs["frames" if spec.is_sequence else "image"] = images
+    if spec.uses_landmarks:
+        inputs.update(landmark_features(points))
+    return inputs
+
+
+def batches(config: DataConfig, split: str, spec: models.InputSpec, *, batch_size: int, training: bool = False,
+            class_weights: dict[str, float] | None = None,
+            augmentation: augment_lib.Augmentation | None = augment_lib.Augmentation(),
+            seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (inputs, targets[, sample weights]) for Keras. Training shuffles, drops the last partial batch
+    (every replica then gets equal batches), augments and weights classes; evaluation keeps every example in order.
+    """
+    ds = examples(config, split, spec, shuffle_files=training)
+    if training:
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    weights = None
+    if class_weights is not None and config.task == "emotion":
+        weights = tf.constant([class_weights[name] for name in class_names(config)], tf.float32)
+    augmentation = augmentation if training else None
+
+    def to_keras(records):
+        inputs = model_inputs(records, spec, augmentation)
+        if weights is None:
+            return inputs, records["target"]
+        return inputs, records["target"], tf.gather(weights, records["target"])
+
+    ds = ds.map(to_keras, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Every worker reads all files and keeps its share of batches: correct whatever the number of shards.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
