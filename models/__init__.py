@@ -127,6 +127,12 @@ def loss(name: str, *, multi_label: bool = False) -> keras.losses.Loss | str:
     return "binary_crossentropy" if multi_label else "sparse_categorical_crossentropy"
 
 
+def recipe(name: str) -> dict:
+    """How the named architecture is meant to be trained: {"optimizer": "adam" | "sgd_nesterov",
+    "learning_rate": ..., ...}; a module's RECIPE, else Adam at 1e-3."""
+    return dict(getattr(_module(name), "RECIPE", {"optimizer": "adam", "learning_rate": 1e-3}))
+
+
 def custom_objects() -> dict[str, Callable]:
     """Every custom layer and loss, for keras.models.load_model."""
     objects = {}

@@ -34,9 +34,53 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--landmark-model", metavar="PATH", help="68-point shape predictor .dat")
     build.add_argument("--overwrite", action="store_true", help="rebuild even if the dataset already exists")
 
+    train = commands.add_parser("train", help="train a zoo model on a built dataset (tf.distribute, resumable)")
+    train.add_argument("--dataset", required=True, metavar="NAME",
+                       help="fer2013, fer2013/ferplus, ck_plus (= ck_plus/emotion), ck_plus/sequences, ck_plus/facs "
+                            "or fer2013+ck_plus")
+    train.add_argument("--model", required=True, metavar="NAME",
+                       help="cnn, landmarks, multi_input, landmark_lstm, image_lstm, capsnet or vgg")
+    train.add_argument("--out", required=True, metavar="RUN_DIR",
+                       help="run directory; rerunning the same command there resumes an interrupted run")
+    train.add_argument("--data-dir", default="~/tensorflow_datasets", metavar="DIR", help="where TFDS datasets live")
+    train.add_argument("--strategy", default="auto", choices=["auto", "one_device", "mirrored", "multi_worker", "tpu"])
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=64, metavar="N",
+                       help="per replica; the global batch is N x replicas")
+    train.add_argument("--learning-rate", type=float, metavar="LR", help="default: the model's recipe")
+    train.add_argument("--labels", metavar="SCHEME",
+                       help="fer2013, ck_plus, ferplus, pos_neg_neu or pos_neu (default: the dataset's own)")
+    train.add_argument("--task", default="emotion", choices=["emotion", "facs"],
+                       help="facs: multi-label action units on ck_plus/facs")
+    train.add_argument("--image-size", type=int, default=48, metavar="S", help="side of the model's input images")
+    train.add_argument("--sequence-length", type=int, default=10, metavar="T", help="frames per sequence")
+    train.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts, zooms or lighting")
+    train.add_argument("--no-class-weights", action="store_true", help="do not weight rare classes up")
+    train.add_argument("--patience", type=int, default=10, metavar="N", help="epochs without improvement to stop")
+    train.add_argument("--seed", type=int, metavar="N", help="seed everything and use deterministic ops")
+    train.add_argument("--cv", type=int, metavar="K", help="CK+: subject-independent K-fold cross-validation")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix of a run")
+    evaluate.add_argument("--run", required=True, metavar="RUN_DIR")
+    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluate.add_argument("--output", metavar="FILE.json", help="default: RUN_DIR/evaluation-SPLIT.json")
+
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
     return parser
+
+
+def _report_errors(action) -> int:
+    """Runs a stage; a user's mistake (unknown name, dataset not built, wrong run directory) is one line on
+    stderr and exit status 2, not a traceback."""
+    from pipeline.data import DatasetNotBuiltError
+
+    try:
+        action()
+    except (ValueError, FileNotFoundError, DatasetNotBuiltError) as error:
+        print(f"emopy: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +97,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
                          workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
                          landmark_model=args.landmark_model, overwrite=args.overwrite)
+    if args.command == "train":
+        from pipeline import train
+
+        config = train.TrainConfig(
+            dataset=args.dataset, model=args.model, out=args.out, data_dir=args.data_dir, labels=args.labels,
+            task=args.task, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, image_size=args.image_size, sequence_length=args.sequence_length,
+            augment=not args.no_augment, class_weights=not args.no_class_weights, patience=args.patience,
+            seed=args.seed)
+        return _report_errors(lambda: train.cross_validate(config, args.cv) if args.cv else train.run(config))
+    if args.command == "evaluate":
+        from pipeline import evaluate
+
+        def evaluate_and_print():
+            print(evaluate.summary(evaluate.run(args.run, args.split, args.output)))
+
+        return _report_errors(evaluate_and_print)
     if args.command == "quickstart":
         from pipeline import quickstart
 

@@ -1,0 +1,48 @@
+"""The original Emopy image CNN for still faces, with its oversized dense layer fixed.
+
+Fixed: the original flattened a large, barely pooled feature map straight into its first dense layer,
+which alone held about 33M parameters, nearly the whole model, for 28k fer2013 training images. Here the
+same three conv blocks (32, 64, 128 filters, each max-pooled, with dropout) end in one more pooling
+down to a fixed 3x3 grid before a 128-unit dense layer, so the model has about 0.24M parameters, whatever
+the image size (48 for fer2013, 96 for CK+).
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+from tf_keras import layers
+
+from models import InputSpec, inputs
+
+FILTERS = (32, 64, 128)
+# Rows of the face (brows, eyes, mouth) stay apart on a 3x3 grid, which global pooling would merge.
+GRID = 3
+
+
+def features(image, dropout: float = 0.2):
+    """The conv blocks and the 128-unit dense layer, applied to an image tensor [B, S, S, C]; returns [B, 128].
+
+    Shared with `multi_input` and, per frame, with `image_lstm`.
+    """
+    x = image
+    for filters in FILTERS:
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer="glorot_normal")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(dropout)(x)
+    side = x.shape[1]
+    if side > GRID:
+        # Average rather than max: this pooling summarises a region, the earlier ones pick local features.
+        x = layers.AveragePooling2D(pool_size=side // GRID)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    return layers.Dropout(dropout)(x)
+
+
+def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
+    """The image CNN for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities."""
+    model_inputs = inputs(input_spec)
+    x = features(model_inputs["image"])
+    logits = layers.Dense(num_classes, name="logits")(x)
+    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
+    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    return keras.Model(inputs=model_inputs, outputs=outputs, name="cnn")

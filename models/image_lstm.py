@@ -1,0 +1,28 @@
+"""Expressions from face-image sequences (e.g. a CK+ clip): a per-frame CNN, TimeDistributed, then an LSTM.
+
+The per-frame encoder is the still-image CNN's feature extractor (`cnn.features`), so a frame is seen the
+way the `cnn` model sees a photo; an LSTM reads the frame features and a dropout leads to the classifier.
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+from tf_keras import layers
+
+from models import InputSpec, cnn, inputs
+
+
+def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
+    """The image LSTM for `input_spec` (kind "image_sequence"), ending in `num_classes` float32 probabilities."""
+    model_inputs = inputs(input_spec)
+    frame_shape = tuple(model_inputs["frames"].shape[2:])
+    # A nested model, so that TimeDistributed applies one set of CNN weights to every frame.
+    frame = keras.Input(shape=frame_shape, name="frame")
+    encoder = keras.Model(frame, cnn.features(frame), name="frame_encoder")
+    x = layers.TimeDistributed(encoder, name="frame_features")(model_inputs["frames"])
+    x = layers.LSTM(64, name="lstm")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
+    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    return keras.Model(inputs=model_inputs, outputs=outputs, name="image_lstm")

@@ -1,0 +1,27 @@
+"""Image and landmarks together, as the original Emopy multi-input network: a CNN branch and a landmark branch.
+
+The image branch is `cnn.features`, the landmark branch `landmarks.features`; their outputs are
+concatenated, then a dense layer with dropout and the classifier.
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+from tf_keras import layers
+
+from models import InputSpec, cnn, inputs, landmarks
+
+
+def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
+    """The joined network for `input_spec` (kind "image_landmarks"), ending in `num_classes` float32
+    probabilities."""
+    model_inputs = inputs(input_spec)
+    image = cnn.features(model_inputs["image"])
+    points = landmarks.features(model_inputs)
+    x = layers.Concatenate(name="joined")([image, points])
+    x = layers.Dense(256, activation="relu", name="joined_dense")(x)
+    x = layers.Dropout(0.2, name="joined_dropout")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
+    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    return keras.Model(inputs=model_inputs, outputs=outputs, name="multi_input")

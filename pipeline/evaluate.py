@@ -1,0 +1,148 @@
+"""`emopy evaluate`: a trained run's accuracy, per-class precision/recall/F1 and confusion matrix on a split.
+
+For the facs task (multi-label action units) it reports per-AU precision, recall and F1 at a 0.5 threshold.
+The report goes to FILE.json (default RUN_DIR/evaluation-SPLIT.json), the confusion matrix also to
+RUN_DIR/confusion-SPLIT.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# Sigmoid outputs above this count as "AU present".
+AU_THRESHOLD = 0.5
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def _prf(true_positives: float, false_positives: float, false_negatives: float) -> dict[str, float]:
+    precision = _ratio(true_positives, true_positives + false_positives)
+    recall = _ratio(true_positives, true_positives + false_negatives)
+    return {"precision": precision, "recall": recall, "f1": _ratio(2 * precision * recall, precision + recall)}
+
+
+def classification_report(true_ids: Sequence[int], predicted_ids: Sequence[int], class_names: Sequence[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, their macro means, and the confusion matrix
+    (rows: true class, columns: predicted class)."""
+    true_ids, predicted_ids = np.asarray(true_ids, np.int64), np.asarray(predicted_ids, np.int64)
+    count = len(class_names)
+    confusion = np.zeros((count, count), np.int64)
+    np.add.at(confusion, (true_ids, predicted_ids), 1)
+    per_class = {}
+    for index, name in enumerate(class_names):
+        tp = confusion[index, index]
+        scores = _prf(tp, confusion[:, index].sum() - tp, confusion[index, :].sum() - tp)
+        per_class[name] = {**scores, "support": int(confusion[index, :].sum())}
+    present = [scores for scores in per_class.values() if scores["support"]]
+    return {
+        "examples": int(len(true_ids)),
+        "accuracy": _ratio(np.trace(confusion), confusion.sum()),
+        "macro_f1": float(np.mean([scores["f1"] for scores in present])) if present else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def multilabel_report(true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+                      threshold: float = AU_THRESHOLD) -> dict:
+    """Per-label precision/recall/F1/support of thresholded probabilities, and their mean F1."""
+    true = np.asarray(true) > 0.5
+    predicted = np.asarray(probabilities) > threshold
+    per_label = {}
+    for index, name in enumerate(class_names):
+        tp = np.sum(true[:, index] & predicted[:, index])
+        fp = np.sum(~true[:, index] & predicted[:, index])
+        fn = np.sum(true[:, index] & ~predicted[:, index])
+        per_label[name] = {**_prf(tp, fp, fn), "support": int(true[:, index].sum())}
+    present = [scores for scores in per_label.values() if scores["support"]]
+    return {
+        "examples": int(len(true)),
+        "threshold": threshold,
+        "accuracy": float(np.mean(true == predicted)) if true.size else 0.0,  # over every (example, AU) pair
+        "mean_f1": float(np.mean([scores["f1"] for scores in present])) if present else 0.0,
+        "per_au": per_label,
+    }
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike,
+                   title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion)
+    rows = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, rows, out=np.zeros(confusion.shape, float), where=rows > 0)
+    figure, axes = plt.subplots(figsize=(1.0 + 0.8 * len(class_names), 0.8 + 0.7 * len(class_names)))
+    axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), value in np.ndenumerate(confusion):
+        axes.text(column, row, str(value), ha="center", va="center",
+                  color="white" if share[row, column] > 0.5 else "black", fontsize=8)
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(class_names)), class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLike | None = None,
+        batch_size: int = 256) -> dict:
+    """Evaluates a finished run on a split; writes and returns the report."""
+    import models
+    from pipeline import data, train
+
+    run_dir = Path(run_dir).expanduser()
+    record = train.load_config(run_dir)
+    settings = record["train"]
+    config = data.DataConfig(settings["dataset"], data_dir=settings["data_dir"], labels=settings["labels"],
+                             task=settings["task"], folds=settings["folds"], test_fold=settings["test_fold"])
+    spec = models.InputSpec(**record["input_spec"])
+    class_names = record["class_names"]
+    model = train.load_model(run_dir)
+    batches = data.batches(config, split, spec, batch_size=batch_size)
+    true, probabilities = [], []
+    for inputs, targets in batches:
+        probabilities.append(np.asarray(model(inputs, training=False), np.float32))
+        true.append(targets.numpy())
+    if not true:
+        raise ValueError(f"the {split!r} split of {config.dataset} has no examples")
+    true, probabilities = np.concatenate(true), np.concatenate(probabilities)
+    if settings["task"] == "facs":
+        report = multilabel_report(true, probabilities, class_names)
+    else:
+        report = classification_report(true, probabilities.argmax(axis=1), class_names)
+        picture = run_dir / f"confusion-{split}.png"
+        plot_confusion(report["confusion_matrix"], class_names, picture,
+                       f"{settings['model']} on {settings['dataset']} {split}: accuracy {report['accuracy']:.3f}")
+        report["confusion_matrix_png"] = str(picture)
+    report = {"run": str(run_dir), "split": split, "dataset": settings["dataset"], "model": settings["model"],
+              "class_names": class_names, **report}
+    output = Path(output) if output else run_dir / f"evaluation-{split}.json"
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def summary(report: dict) -> str:
+    """A few lines for the terminal."""
+    lines = [f"{report['model']} on {report['dataset']} {report['split']}: {report['examples']} examples, "
+             f"accuracy {report['accuracy']:.4f}"]
+    scores = report.get("per_class") or report.get("per_au")
+    for name, values in scores.items():
+        lines.append(f"  {name:>10}  precision {values['precision']:.3f}  recall {values['recall']:.3f}  "
+                     f"F1 {values['f1']:.3f}  support {values['support']}")
+    if "macro_f1" in report:
+        lines.append(f"  macro F1 {report['macro_f1']:.4f}; confusion matrix: {report['confusion_matrix_png']}")
+    else:
+        lines.append(f"  mean F1 over AUs {report['mean_f1']:.4f}")
+    return "\n".join(lines)

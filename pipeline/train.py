@@ -1,0 +1,284 @@
+"""`emopy train`: trains a zoo model on a built dataset under a tf.distribute strategy, into a run directory.
+
+The run directory holds everything export and prediction need, and what a killed run needs to resume:
+
+    config.json      the run's settings, input spec, class names, class weights, label counts, strategy
+    labels.txt       class names, one per line, in output order
+    face_spec.json   how to crop a photo's face so it looks like the training inputs
+    model.keras      the final model (best weights by validation)
+    history.json     per-epoch metrics (history.csv while training; survives resumes)
+    best.weights.h5  the best checkpoint so far
+    backup/          BackupAndRestore's state while training: rerun the same command to resume
+    logs/            TensorBoard
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+import models
+from pipeline import data
+from pipeline.augment import Augmentation
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
+MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best.weights.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. batch_size is per replica: the global batch grows with the number of replicas.
+    learning_rate None takes the model's recipe (models.recipe)."""
+
+    dataset: str
+    model: str
+    out: str
+    data_dir: str = "~/tensorflow_datasets"
+    labels: str | None = None
+    task: str = "emotion"
+    strategy: str = "auto"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float | None = None
+    image_size: int = 48
+    sequence_length: int = 10
+    augment: bool = True
+    class_weights: bool = True
+    patience: int = 10
+    seed: int | None = None
+    folds: int = 10
+    test_fold: int = 0
+
+    @property
+    def data_config(self) -> data.DataConfig:
+        return data.DataConfig(self.dataset, data_dir=self.data_dir, labels=self.labels, task=self.task,
+                               folds=self.folds, test_fold=self.test_fold)
+
+    @property
+    def input_spec(self) -> models.InputSpec:
+        return models.InputSpec(kind=models.architecture(self.model).input_kind, image_size=self.image_size,
+                                sequence_length=self.sequence_length)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `name`. auto: multi-worker when TF_CONFIG names several workers, mirrored
+    over several GPUs, else one device (the GPU if there is one)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        if sum(len(tasks) for tasks in cluster.values()) > 1:
+            name = "multi_worker"
+        elif len(gpus) > 1:
+            name = "mirrored"
+        else:
+            name = "one_device"
+    if name == "one_device":
+        # The default strategy: one replica, on the first GPU if there is one. (tf.distribute.OneDeviceStrategy
+        # would be the same, but BackupAndRestore refuses it, and a run must survive interruption.)
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        # Without GPUs, mirror over the logical CPU devices (tf.config.set_logical_device_configuration).
+        devices = [device.name for device in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multi_worker needs TF_CONFIG describing the cluster and this worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", ""))
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
+                                                     and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def _mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "mixed_bfloat16"
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+
+
+def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    recipe = models.recipe(config.model)
+    learning_rate = config.learning_rate or recipe["learning_rate"]
+    if recipe["optimizer"] == "sgd_nesterov":
+        return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9), nesterov=True)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def _metrics(config: TrainConfig) -> list:
+    if config.task == "facs":
+        return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc", multi_label=True)]
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _check_same_run(run_dir: Path, record: dict) -> None:
+    """A rerun into an existing run directory resumes it; a different run there would restore the wrong
+    weights, so it is refused."""
+    existing = run_dir / CONFIG_FILE
+    if not existing.exists():
+        return
+    before = json.loads(existing.read_text())["train"]
+    changed = sorted(key for key in record if key not in ("epochs", "out") and before.get(key) != record[key])
+    if changed:
+        raise ValueError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
+                         f"use a new --out, or delete it")
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """Per-epoch metrics from the CSV log, which every (resumed) attempt appends to."""
+    path = Path(run_dir) / HISTORY_CSV
+    history: dict[str, list[float]] = {}
+    if not path.exists():
+        return history
+    with path.open() as file:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(file)}  # a resumed epoch replaces its first try
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            history.setdefault(key, []).append(int(value) if key == "epoch" else float(value))
+    return history
+
+
+def run(config: TrainConfig) -> dict:
+    """Trains one run; returns its record (what config.json holds, plus the history)."""
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(config.strategy)
+    keras.mixed_precision.set_global_policy(_mixed_precision_policy(strategy))
+    chief = _is_chief(strategy)
+    run_dir = Path(config.out).expanduser()
+    # Non-chief workers of a multi-worker job write their (identical) files to a scratch directory.
+    write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="emopy-worker-"))
+    write_dir.mkdir(parents=True, exist_ok=True)
+
+    data_config, spec = config.data_config, config.input_spec
+    class_names = data.class_names(data_config)
+    counts = {split: data.label_counts(data_config, split) for split in ("train", "validation")}
+    class_weights = (data.balanced_class_weights(counts["train"])
+                     if config.class_weights and config.task == "emotion" else None)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    record = {
+        "train": dataclasses.asdict(config),
+        "input_spec": dataclasses.asdict(spec),
+        "class_names": list(class_names),
+        "class_weights": class_weights,
+        "label_counts": counts,
+        "strategy": {"name": type(strategy).__name__, "replicas": replicas, "global_batch_size": global_batch},
+        "mixed_precision": keras.mixed_precision.global_policy().name,
+    }
+    _check_same_run(run_dir, record["train"])
+    if chief:
+        _write_json(run_dir / CONFIG_FILE, record)
+        (run_dir / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
+        (run_dir / FACE_SPEC_FILE).write_text(data.face_spec(data_config, spec).to_json() + "\n")
+
+    train = data.batches(data_config, "train", spec, batch_size=global_batch, training=True,
+                         class_weights=class_weights, augmentation=Augmentation() if config.augment else None,
+                         seed=config.seed)
+    validation = data.batches(data_config, "validation", spec, batch_size=global_batch)
+    if counts["train"]["classes"] and sum(counts["train"]["classes"].values()) < global_batch and config.task == "emotion":
+        raise ValueError(f"the train split has fewer examples than one global batch ({global_batch}); "
+                         f"lower --batch-size")
+
+    with strategy.scope():
+        model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs")
+        model.compile(optimizer=_optimizer(config), loss=models.loss(config.model, multi_label=config.task == "facs"),
+                      metrics=_metrics(config))
+
+    monitor = "val_loss"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, config.patience // 2)),
+    ]
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(str(run_dir / "logs")),
+                      keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)]
+    log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,
+             type(strategy).__name__, global_batch, record["mixed_precision"])
+    model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
+              verbose=1 if sys.stdout.isatty() else 2)
+
+    # A resumed run that stopped early no longer has EarlyStopping's best weights in memory; the checkpoint has.
+    if (write_dir / BEST_WEIGHTS).exists():
+        model.load_weights(str(write_dir / BEST_WEIGHTS))
+    model.save(str(write_dir / MODEL_FILE))
+    record["history"] = read_history(run_dir)
+    if chief:
+        _write_json(run_dir / HISTORY_FILE, record["history"])
+    else:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return record
+
+
+def load_model(run_dir: str | os.PathLike) -> keras.Model:
+    """The final model of a finished run."""
+    path = Path(run_dir).expanduser() / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a finished `emopy train` run?")
+    return keras.models.load_model(str(path), custom_objects=models.custom_objects(), compile=False)
+
+
+def load_config(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir).expanduser() / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} an `emopy train` run directory?")
+    return json.loads(path.read_text())
+
+
+def cross_validate(config: TrainConfig, folds: int) -> dict:
+    """Subject-independent K-fold cross-validation on CK+: fold k is the test set of run `fold-k`, the next
+    fold its validation set. Writes cv.json with each fold's test accuracy and their mean and std."""
+    from pipeline import evaluate
+
+    if not all(source.subject_folds for source in config.data_config.sources):
+        raise ValueError("--cv needs a CK+ dataset (its subject folds keep each person in one fold)")
+    if folds < 3:
+        raise ValueError("--cv needs at least 3 folds: one to test, one to validate, the rest to train")
+    results = []
+    for fold in range(folds):
+        fold_config = dataclasses.replace(config, out=str(Path(config.out) / f"fold-{fold}"), folds=folds,
+                                          test_fold=fold)
+        run(fold_config)
+        keras.backend.clear_session()
+        report = evaluate.run(fold_config.out, "test")
+        results.append({"fold": fold, "accuracy": report["accuracy"], "examples": report["examples"]})
+    accuracies = [result["accuracy"] for result in results]
+    mean = sum(accuracies) / folds
+    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / folds)
+    summary = {"folds": results, "accuracy_mean": mean, "accuracy_std": std}
+    _write_json(Path(config.out).expanduser() / "cv.json", summary)
+    print(f"{folds}-fold subject-independent accuracy: {mean:.4f} ± {std:.4f}")
+    return summary
