@@ -123,7 +123,8 @@ class ClassCapsules(layers.Layer):
             logits += tf.einsum("bije,bje->bij", fixed, outputs)
 
     def get_config(self):
-        return {**super().get_config(), "num_capsules": self.num_capsules, "dim": self.dim, "routings": self.routings}
+        config = {"num_capsules": self.num_capsules, "dim": self.dim, "routings": self.routings}
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="emopy")
@@ -149,7 +150,14 @@ class MarginLoss(keras.losses.Loss):
     labels are read as targets.)
     """
 
-    def __init__(self, m_plus: float = 0.9, m_minus: float = 0.1, down_weight: float = 0.5, name: str = "margin_loss", **kwargs):
+    def __init__(
+        self,
+        m_plus: float = 0.9,
+        m_minus: float = 0.1,
+        down_weight: float = 0.5,
+        name: str = "margin_loss",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.m_plus = m_plus
         self.m_minus = m_minus
@@ -168,12 +176,16 @@ class MarginLoss(keras.losses.Loss):
         return tf.reduce_sum(present + absent, axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "m_plus": self.m_plus, "m_minus": self.m_minus, "down_weight": self.down_weight}
+        config = {"m_plus": self.m_plus, "m_minus": self.m_minus, "down_weight": self.down_weight}
+        return {**super().get_config(), **config}
 
 
 # Read-only; keyed by the names the classes are saved under.
 CUSTOM_OBJECTS = types.MappingProxyType(
-    {keras.saving.get_registered_name(c): c for c in (PrimaryCapsules, ClassCapsules, CapsuleLength, MarginLoss)}
+    {
+        keras.saving.get_registered_name(cls): cls
+        for cls in (PrimaryCapsules, ClassCapsules, CapsuleLength, MarginLoss)
+    }
 )
 
 
@@ -183,16 +195,16 @@ def loss() -> keras.losses.Loss:
 
 
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
-    """The CapsNet for `input_spec` (kind "image"): `num_classes` float32 capsule lengths, named "probabilities".
+    """The CapsNet for `input_spec` (kind "image"): `num_classes` float32 capsule lengths ("probabilities").
 
     `output_activation` ("softmax" or "sigmoid") is accepted for the registry's sake; lengths already are
     per-class probabilities, so neither is applied.
     """
     if output_activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"capsnet outputs capsule lengths; output_activation {output_activation!r} is not supported")
+        raise ValueError(f"capsnet outputs capsule lengths, not {output_activation!r}; use softmax or sigmoid")
     model_inputs = inputs(input_spec)
-    # He rather than Glorot: with Glorot's smaller start on a 9x9x1 kernel, primary capsules start near
-    # length 0.01 (here ~0.75) and class capsules near 0.001 (here ~0.4), where squashing passes little gradient.
+    # He rather than Glorot: from Glorot's smaller start on a 9x9x1 kernel, primary capsules begin near length
+    # 0.01 (here ~0.75) and class capsules near 0.001 (here ~0.4), where squashing passes little gradient.
     x = layers.Conv2D(128, 9, strides=2, activation="relu", kernel_initializer="he_normal", name="conv")(
         model_inputs["image"]
     )

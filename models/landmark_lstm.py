@@ -18,7 +18,9 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     probabilities."""
     model_inputs = inputs(input_spec)
     steps = input_spec.sequence_length
-    per_frame = [layers.Reshape((steps, -1), name=f"{name}_per_frame")(model_inputs[name]) for name in LANDMARK_INPUTS]
+    per_frame = [
+        layers.Reshape((steps, -1), name=f"{name}_per_frame")(model_inputs[name]) for name in LANDMARK_INPUTS
+    ]
     x = layers.Concatenate(name="frame_features")(per_frame)
     x = layers.LSTM(64, return_sequences=True, name="lstm_1")(x)
     x = layers.LSTM(64, name="lstm_2")(x)

@@ -3,14 +3,14 @@
 Y. Khaireddin and Z. Chen, "Facial Emotion Recognition: State of the Art Performance on FER2013",
 arXiv:2105.03588 (2021); their code: github.com/usef-kh/fer.
 
-Architecture, as in the paper and the authors' code: four conv stages of 64, 128, 256 and 512 filters; each stage is two blocks
-of 3x3 conv -> batch norm -> ReLU, then 2x2 max pooling. Then two fully connected ReLU layers with dropout
-(0.2) and the classifier.
+Architecture, as in the paper and the authors' code: four conv stages of 64, 128, 256 and 512 filters;
+each stage is two blocks of 3x3 conv -> batch norm -> ReLU, then 2x2 max pooling. Then two fully
+connected ReLU layers with dropout (0.2), and the classifier.
 
 One deliberate difference: the paper's two fully connected layers have 4096 units each; here they have
 1024 (FC_UNITS). The paper feeds 40x40 crops, whose last map is 2x2x512; the full 48x48 image used here
-leaves 3x3x512 = 4608 features, and 4096-wide layers on top would hold 35.7M parameters, three quarters of
-the model, for 28k training images. With 1024 the model has about 10.4M parameters at 48x48 (the
+leaves 3x3x512 = 4608 features, and 4096-wide layers on top would hold 35.7M parameters, nearly nine tenths
+of the model, for 28k training images. With 1024 the model has about 10.4M parameters at 48x48 (the
 flattened map grows with the image: about 24M at 96x96).
 
 Training recipe of the paper and the authors' train.py (RECIPE below, for the trainer to follow):

@@ -40,6 +40,26 @@ def face_crops(photo: np.ndarray, count: int, *, seed: int = 0) -> np.ndarray:
     return crops
 
 
+# Stripe periods in pixels, one per fer2013 class: each is at least 1.2x the last, more than the 0.9-1.1 zoom of
+# training augmentation can blur together.
+SIGNAL_PERIODS = (3, 4, 5, 6, 8, 10, 12)
+
+
+def learnable_crops(photo: np.ndarray, emotions: Sequence[int], *, seed: int = 0) -> np.ndarray:
+    """Face crops that carry their class: horizontal stripes with a period per class (SIGNAL_PERIODS),
+    blended half and half with the jittered face. A model that learns anything learns this, so tests can
+    state the accuracy training must reach."""
+    crops = face_crops(photo, len(emotions), seed=seed).astype(np.float64)
+    rows = np.arange(48)[:, None]
+    rng = np.random.default_rng(seed + 1)
+    for crop, emotion in zip(crops, emotions):
+        period = SIGNAL_PERIODS[emotion]
+        phase = rng.uniform(0, period)
+        stripes = 255.0 * (((rows + phase) % period) < period / 2)
+        crop[:] = 0.5 * crop + 0.5 * stripes
+    return np.clip(crops, 0, 255).astype(np.uint8)
+
+
 def kaggle_usages(count: int) -> list[str]:
     """Usage per row in Kaggle's proportions and order: Training, then PublicTest, then PrivateTest."""
     total = sum(KAGGLE_SPLIT_SIZES.values())
