@@ -18,8 +18,8 @@ Larger images give more primary capsules (96x96: 2592, about 3M parameters).
 
 Left out: the paper's reconstruction decoder (a regulariser; the margin loss alone trains the classifier).
 
-Every weight is made in `build()` with `add_weight`, never in `call()`: the original Emopy capsule layers
-created their sub-layers inside `call()`, so those weights were never tracked and never trained. The
+Every weight is made in `build()` with `add_weight`, never in `call()`: layers created inside `call()`, as
+in the original Emopy capsule layers, are never tracked, so their weights are never trained. The
 capsule layers run in float32 even under the mixed_float16 policy, since squashing and the routing
 softmax lose too much in float16.
 """
@@ -111,16 +111,14 @@ class ClassCapsules(layers.Layer):
     def call(self, inputs):
         # Each input capsule i's prediction of each class capsule j: u_hat[b, i, j] = W_ij u[b, i].
         predictions = tf.einsum("ijed,bid->bije", self.transform, inputs)
-        # The agreement steps only choose the coupling coefficients; gradients flow through the final
-        # weighted sum alone, so the couplings are not trained as if they were weights, and it is cheaper.
+        # The agreement steps only choose the coupling coefficients: gradients reach the transforms through the
+        # final weighted sum alone, not through how the couplings were chosen (cheaper, and steadier to train).
         fixed = tf.stop_gradient(predictions)
         logits = tf.zeros(tf.shape(predictions)[:3], dtype=predictions.dtype)
-        for iteration in range(self.routings):
-            couplings = tf.nn.softmax(logits, axis=2)
-            if iteration == self.routings - 1:
-                return _squash(tf.einsum("bij,bije->bje", couplings, predictions))
-            outputs = _squash(tf.einsum("bij,bije->bje", couplings, fixed))
+        for _ in range(self.routings - 1):
+            outputs = _squash(tf.einsum("bij,bije->bje", tf.nn.softmax(logits, axis=2), fixed))
             logits += tf.einsum("bije,bje->bij", fixed, outputs)
+        return _squash(tf.einsum("bij,bije->bje", tf.nn.softmax(logits, axis=2), predictions))
 
     def get_config(self):
         config = {"num_capsules": self.num_capsules, "dim": self.dim, "routings": self.routings}

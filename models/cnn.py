@@ -3,8 +3,8 @@
 Fixed: the original flattened a large, barely pooled feature map straight into its first dense layer,
 which alone held about 33M parameters, nearly the whole model, for 28k fer2013 training images. Here the
 same three conv blocks (32, 64, 128 filters, each max-pooled, with dropout) end in one more pooling
-down to a fixed 3x3 grid before a 128-unit dense layer, so the model has about 0.24M parameters, whatever
-the image size (48 for fer2013, 96 for CK+).
+down to a 3x3 grid before a 128-unit dense layer, so the model has about 0.24M parameters, at 48x48
+(fer2013) and 96x96 (CK+) alike.
 """
 
 from __future__ import annotations

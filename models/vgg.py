@@ -38,7 +38,7 @@ STAGES = (64, 128, 256, 512)
 FC_UNITS = 1024
 DROPOUT = 0.2
 
-# Read-only, so no caller can change the recipe for everyone else.
+# Read-only, so no caller can change the recipe for everyone else; flat and JSON-ready for run records.
 RECIPE = types.MappingProxyType(
     {
         "optimizer": "sgd_nesterov",
@@ -49,9 +49,10 @@ RECIPE = types.MappingProxyType(
         "batch_size": 64,
         "epochs": 300,
         "lr_schedule": "reduce_on_plateau",
-        "reduce_on_plateau": types.MappingProxyType(
-            {"monitor": "val_accuracy", "mode": "max", "factor": 0.75, "patience": 5}
-        ),
+        "plateau_monitor": "val_accuracy",
+        "plateau_mode": "max",
+        "plateau_factor": 0.75,
+        "plateau_patience": 5,
         "augmentation": (
             "random_rescale_20pct",
             "random_shift_20pct_p0.5",

@@ -7,7 +7,7 @@ The run directory holds everything export and prediction need, and what a killed
     face_spec.json   how to crop a photo's face so it looks like the training inputs
     model.keras      the final model (best weights by validation)
     history.json     per-epoch metrics (history.csv while training; survives resumes)
-    best.weights.h5  the best checkpoint so far
+    best_checkpoint.*  the best weights so far (a TF checkpoint: restores under any strategy)
     backup/          BackupAndRestore's state while training: rerun the same command to resume
     logs/            TensorBoard
 """
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
-MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best.weights.h5"
+MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +172,8 @@ def run(config: TrainConfig) -> dict:
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
+    data_config, spec = config.data_config, config.input_spec
+    data.input_kind_check(data_config, spec)  # before anything is written
     strategy = make_strategy(config.strategy)
     keras.mixed_precision.set_global_policy(_mixed_precision_policy(strategy))
     chief = _is_chief(strategy)
@@ -180,7 +182,6 @@ def run(config: TrainConfig) -> dict:
     write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="emopy-worker-"))
     write_dir.mkdir(parents=True, exist_ok=True)
 
-    data_config, spec = config.data_config, config.input_spec
     class_names = data.class_names(data_config)
     counts = {split: data.label_counts(data_config, split) for split in ("train", "validation")}
     class_weights = (data.balanced_class_weights(counts["train"])
@@ -232,11 +233,16 @@ def run(config: TrainConfig) -> dict:
               verbose=1 if sys.stdout.isatty() else 2)
 
     # A resumed run that stopped early no longer has EarlyStopping's best weights in memory; the checkpoint has.
-    if (write_dir / BEST_WEIGHTS).exists():
-        model.load_weights(str(write_dir / BEST_WEIGHTS))
+    if (write_dir / f"{BEST_WEIGHTS}.index").exists():
+        with strategy.scope():
+            model.load_weights(str(write_dir / BEST_WEIGHTS))
     model.save(str(write_dir / MODEL_FILE))
     record["history"] = read_history(run_dir)
     if chief:
+        # BackupAndRestore empties its folder when training ends; an empty one would look like a stopped run.
+        backup = run_dir / "backup"
+        if backup.is_dir() and not any(backup.iterdir()):
+            backup.rmdir()
         _write_json(run_dir / HISTORY_FILE, record["history"])
     else:
         shutil.rmtree(write_dir, ignore_errors=True)

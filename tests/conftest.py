@@ -36,3 +36,43 @@ def photo_files(tmp_path_factory, astronaut) -> dict[str, str]:
     with open(paths["truncated.png"], "wb") as truncated:
         truncated.write(encoded[: len(encoded) // 3])
     return paths
+
+
+def _built(data_dir, dataset: str, manual_dir, *configs: str) -> None:
+    from builds import emopy_build
+
+    for config in configs:
+        result = emopy_build(dataset, "--manual-dir", str(manual_dir), "--data-dir", str(data_dir),
+                             "--config", config, "--workers", "2")
+        assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def training_data(tmp_path_factory, astronaut):
+    """One data directory with the datasets training tests read:
+
+    - fer2013/original, 280 train, 56 validation and 56 test rows, classes balanced, whose faces carry their
+      class as a stripe pattern (dummy_data_generation.learnable_crops): training must learn it;
+    - ck_plus in its three configs, from 12 subjects (one labelled 4-frame sequence each, emotions 1..7 in
+      turn, so contempt twice, with action units): every split of 10 folds (and of 3 for --cv) has subjects.
+    """
+    from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
+    from emopy_tfds.fer2013 import dummy_data_generation
+
+    data_dir = tmp_path_factory.mktemp("training_data")
+    per_split = {"Training": 40, "PublicTest": 8, "PrivateTest": 8}
+    emotions = [k for count in per_split.values() for k in range(7) for _ in range(count)]
+    usages = [usage for usage, count in per_split.items() for _ in range(7 * count)]
+    order = np.random.default_rng(0).permutation(len(emotions))
+    emotions, usages = [emotions[i] for i in order], [usages[i] for i in order]
+    fer2013_source = tmp_path_factory.mktemp("learnable_fer2013")
+    dummy_data_generation.write_source(fer2013_source, dummy_data_generation.learnable_crops(astronaut, emotions),
+                                       emotions, usages)
+    _built(data_dir, "fer2013", fer2013_source, "original")
+
+    au_sets = (((1, 2), (2, 2), (5, 1)), ((6, 3), (12, 4)), ((4, 2), (15, 1), (17, 2)), ((9, 3), (17, 2)))
+    specs = [SequenceSpec(f"S{100 + i:03d}", "001", frames=4, emotion=1 + i % 7, facs=au_sets[i % 4])
+             for i in range(12)]
+    ck_plus_source = write_tree(tmp_path_factory.mktemp("ck_plus"), specs, layout="folders", photo=astronaut)
+    _built(data_dir, "ck_plus", ck_plus_source, "emotion", "sequences", "facs")
+    return data_dir

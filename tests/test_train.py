@@ -1,0 +1,244 @@
+"""Training end to end on built datasets: learning, strategies, resuming, cross-validation, AUs, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emopy_tfds import faces, labels
+from pipeline import data, train
+
+import models
+
+
+def emopy(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["emopy", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_training_learns_the_signal_and_evaluate_reports_it(training_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = emopy("train", "--dataset", "fer2013", "--data-dir", str(training_data), "--model", "cnn",
+                   "--out", str(run_dir), "--epochs", "30", "--batch-size", "32", "--seed", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch 30/30" in result.stdout or "Epoch" in result.stdout  # progress shows while training
+
+    # Everything export and prediction need is in the run directory.
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["class_names"] == list(labels.FER2013)
+    assert (run_dir / "labels.txt").read_text().split() == list(labels.FER2013)
+    assert faces.FaceSpec.from_json((run_dir / "face_spec.json").read_text()) == faces.FaceSpec(crop_size=48)
+    assert record["input_spec"]["kind"] == "image" and record["train"]["model"] == "cnn"
+    assert record["label_counts"]["train"]["classes"] == {name: 40 for name in labels.FER2013}
+    assert record["class_weights"] == {name: pytest.approx(1.0) for name in labels.FER2013}
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == list(range(len(history["epoch"]))) and history["loss"][-1] < history["loss"][0]
+    assert (run_dir / "model.keras").exists() and (run_dir / "best_checkpoint.index").exists()
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
+    assert not (run_dir / "backup").exists()  # removed once a run finishes
+
+    output = tmp_path / "test.json"
+    result = emopy("evaluate", "--run", str(run_dir), "--split", "test", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    # 7 balanced classes: chance is 14%. The stripes are learnt to well above 80% in 30 short epochs.
+    assert report["examples"] == 56 and report["accuracy"] >= 0.8, report["accuracy"]
+    assert np.array(report["confusion_matrix"]).sum() == 56
+    assert set(report["per_class"]) == set(labels.FER2013)
+    assert Path(report["confusion_matrix_png"]).read_bytes()[:4] == b"\x89PNG"
+    assert f"accuracy {report['accuracy']:.4f}" in result.stdout
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pipeline import train
+record = train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=sys.argv[1], data_dir=sys.argv[2],
+                                     strategy="mirrored", epochs=5, batch_size=16, seed=1))
+print(json.dumps({"strategy": record["strategy"], "loss": record["history"]["loss"]}))
+"""
+
+
+def test_mirrored_on_two_logical_cpus_trains_and_the_loss_decreases(training_data, tmp_path):
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(training_data)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["strategy"] == {"name": "MirroredStrategy", "replicas": 2, "global_batch_size": 32}
+    assert outcome["loss"][-1] < outcome["loss"][0]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_multi_worker_two_local_processes_train_and_both_finish(training_data, tmp_path):
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    run_dir = tmp_path / "run"
+    command = ["emopy", "train", "--dataset", "fer2013", "--data-dir", str(training_data), "--model", "cnn",
+               "--out", str(run_dir), "--strategy", "multi_worker", "--epochs", "3", "--batch-size", "16"]
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env={**os.environ, "TF_CONFIG": tf_config}))
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["strategy"] == {"name": "MultiWorkerMirroredStrategy", "replicas": 2, "global_batch_size": 32}
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [0, 1, 2]
+    assert (run_dir / "model.keras").exists()
+    # The second worker wrote its copies to a scratch directory, not over the chief's.
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith("emopy-worker")) == []
+
+
+def _epochs_logged(run_dir: Path) -> list[int]:
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return []
+    return [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:] if line.strip()]
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(training_data, tmp_path):
+    run_dir = tmp_path / "run"
+    command = ["emopy", "train", "--dataset", "fer2013", "--data-dir", str(training_data), "--model", "cnn",
+               "--out", str(run_dir), "--epochs", "12", "--batch-size", "16", "--patience", "100"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while len(_epochs_logged(run_dir)) < 3 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # no chance to clean up, as when a machine is pre-empted
+    process.wait()
+    done_before = _epochs_logged(run_dir)
+    assert 3 <= len(done_before) < 12, done_before
+    assert not (run_dir / "model.keras").exists() and (run_dir / "backup").exists()
+
+    result = emopy(*command[1:])
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = _epochs_logged(run_dir)[len(done_before):]
+    # The second attempt starts after the last epoch the first one backed up (BackupAndRestore saves before
+    # the CSV log is written, so it may be one ahead of the log), and does not start over.
+    assert done_before[-1] + 1 <= resumed[0] <= done_before[-1] + 2, (done_before, resumed)
+    assert resumed[-1] == 11
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"][-1] == 11 and len(history["epoch"]) >= 11
+
+
+@pytest.mark.parametrize("model, dataset", [
+    ("landmarks", "fer2013"),
+    ("multi_input", "fer2013+ck_plus"),
+    ("landmark_lstm", "ck_plus/sequences"),
+    ("image_lstm", "ck_plus/sequences"),
+])
+def test_each_input_kind_trains_from_its_dataset(training_data, tmp_path, model, dataset):
+    config = train.TrainConfig(dataset=dataset, model=model, out=str(tmp_path / "run"), data_dir=str(training_data),
+                               epochs=2, batch_size=4, sequence_length=4)
+    record = train.run(config)
+    assert len(record["history"]["loss"]) == 2 and np.isfinite(record["history"]["loss"]).all()
+    reloaded = train.load_model(tmp_path / "run")
+    spec = config.input_spec
+    inputs, _, _ = next(iter(data.batches(config.data_config, "train", spec, batch_size=4, training=True,
+                                          class_weights=record["class_weights"])))
+    probabilities = reloaded(inputs).numpy()
+    assert probabilities.shape == (4, len(record["class_names"]))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_joint_training_resizes_ck_plus_and_counts_contempt_as_left_out(training_data):
+    config = data.DataConfig("fer2013+ck_plus", data_dir=str(training_data))
+    assert data.class_names(config) == labels.FER2013
+    ck_plus_alone = data.label_counts(data.DataConfig("ck_plus", data_dir=str(training_data)), "train")
+    joint = data.label_counts(config, "train")
+    assert joint["left_out"] == ck_plus_alone["classes"]["contempt"] > 0
+    assert sum(joint["classes"].values()) == 280 + sum(ck_plus_alone["classes"].values()) - joint["left_out"]
+    spec = models.InputSpec(kind="image_landmarks")
+    records = list(data.examples(config, "train", spec).as_numpy_iterator())
+    assert {record["image"].shape for record in records} == {(48, 48, 1)}
+    ck_records = records[280:]
+    assert ck_records and all(0 <= r["landmarks"].min() and r["landmarks"].max() < 48 for r in ck_records)
+
+
+def test_ck_plus_cross_validation_is_subject_independent(training_data, tmp_path):
+    result = emopy("train", "--dataset", "ck_plus", "--data-dir", str(training_data), "--model", "cnn",
+                   "--out", str(tmp_path / "cv"), "--cv", "3", "--epochs", "1", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    accuracies = [fold["accuracy"] for fold in summary["folds"]]
+    assert [fold["fold"] for fold in summary["folds"]] == [0, 1, 2]
+    assert summary["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert summary["accuracy_std"] == pytest.approx(np.std(accuracies))
+    assert f"3-fold subject-independent accuracy: {np.mean(accuracies):.4f} ± {np.std(accuracies):.4f}" in result.stdout
+    # Each subject is tested exactly once: the test folds together hold every labelled frame once.
+    config = data.DataConfig("ck_plus", data_dir=str(training_data), folds=3)
+    everything = sum(data.label_counts(config, "train")["classes"].values()) + sum(
+        data.label_counts(config, split)["classes"].values() for split in ("validation", "test"))
+    assert sum(fold["examples"] for fold in summary["folds"]) == everything
+    for fold in range(3):
+        subjects = {}
+        for split in data.SPLITS:
+            fold_config = data.DataConfig("ck_plus", data_dir=str(training_data), folds=3, test_fold=fold)
+            ds = data._read(data.CK_PLUS_EMOTION, fold_config, split)
+            subjects[split] = {example["subject"] for example in ds.as_numpy_iterator()}
+        assert not subjects["train"] & subjects["test"] and not subjects["validation"] & subjects["test"]
+        assert not subjects["train"] & subjects["validation"] and all(subjects.values())
+
+
+def test_facs_task_trains_a_multi_label_head_and_reports_per_au_f1(training_data, tmp_path):
+    run_dir = tmp_path / "facs"
+    result = emopy("train", "--dataset", "ck_plus/facs", "--task", "facs", "--data-dir", str(training_data),
+                   "--model", "cnn", "--out", str(run_dir), "--epochs", "2", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "labels.txt").read_text().split() == [f"AU{au}" for au in labels.FACS_ACTION_UNITS]
+    result = emopy("evaluate", "--run", str(run_dir), "--split", "train")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run_dir / "evaluation-train.json").read_text())
+    assert set(report["per_au"]) == {f"AU{au}" for au in labels.FACS_ACTION_UNITS}
+    # Every AU coded in the generated sequences is counted in the support.
+    assert report["per_au"]["AU12"]["support"] > 0 and report["per_au"]["AU27"]["support"] == 0
+    assert 0.0 <= report["mean_f1"] <= 1.0 and "mean F1 over AUs" in result.stdout
+
+
+def test_mistakes_are_one_line_errors(training_data, tmp_path):
+    cases = [
+        (["--dataset", "mnist", "--model", "cnn"], "unknown dataset 'mnist'"),
+        (["--dataset", "fer2013", "--model", "resnet"], "unknown model 'resnet'"),
+        (["--dataset", "fer2013", "--model", "image_lstm"], "need a sequence dataset"),
+        (["--dataset", "fer2013/ferplus", "--model", "cnn"], "fer2013/ferplus is not built in"),
+        (["--dataset", "fer2013", "--model", "cnn", "--labels", "valence"], "unknown label scheme 'valence'"),
+        (["--dataset", "fer2013", "--model", "cnn", "--task", "facs"], "--task facs needs --dataset ck_plus/facs"),
+    ]
+    for number, (args, message) in enumerate(cases):
+        result = emopy("train", *args, "--data-dir", str(training_data), "--out", str(tmp_path / str(number)),
+                       "--epochs", "1")
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    result = emopy("evaluate", "--run", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "config.json does not exist" in result.stderr
+
+
+def test_a_different_run_into_an_existing_run_directory_is_refused(training_data, tmp_path):
+    run_dir = tmp_path / "run"
+    first = train.TrainConfig(dataset="fer2013", model="landmarks", out=str(run_dir), data_dir=str(training_data),
+                              epochs=1, batch_size=32)
+    train.run(first)
+    with pytest.raises(ValueError, match="different settings \\(model\\)"):
+        train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=str(run_dir), data_dir=str(training_data),
+                                    epochs=1, batch_size=32))
