@@ -79,15 +79,18 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     over several GPUs, else one device (the GPU if there is one)."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
         if sum(len(tasks) for tasks in cluster.values()) > 1:
             name = "multi_worker"
-        elif len(gpus) > 1:
-            name = "mirrored"
-        else:
-            name = "one_device"
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multi_worker needs TF_CONFIG describing the cluster and this worker")
+        # First of all TensorFlow calls: collective ops can only be configured before the runtime starts.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device"
     if name == "one_device":
         # The default strategy: one replica, on the first GPU if there is one. (tf.distribute.OneDeviceStrategy
         # would be the same, but BackupAndRestore refuses it, and a run must survive interruption.)
@@ -96,14 +99,22 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         # Without GPUs, mirror over the logical CPU devices (tf.config.set_logical_device_configuration).
         devices = [device.name for device in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multi_worker needs TF_CONFIG describing the cluster and this worker")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", ""))
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The --strategy name of a strategy object (MultiWorkerMirroredStrategy's class calls itself
+    CollectiveAllReduceStrategy)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    return "one_device"
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -124,7 +135,8 @@ def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     recipe = models.recipe(config.model)
     learning_rate = config.learning_rate or recipe["learning_rate"]
     if recipe["optimizer"] == "sgd_nesterov":
-        return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9), nesterov=True)
+        return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9), nesterov=True,
+                                    weight_decay=recipe.get("weight_decay"))
     return keras.optimizers.Adam(learning_rate)
 
 
@@ -169,12 +181,12 @@ def read_history(run_dir: Path) -> dict[str, list[float]]:
 
 def run(config: TrainConfig) -> dict:
     """Trains one run; returns its record (what config.json holds, plus the history)."""
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-        tf.config.experimental.enable_op_determinism()
     data_config, spec = config.data_config, config.input_spec
     data.input_kind_check(data_config, spec)  # before anything is written
     strategy = make_strategy(config.strategy)
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(_mixed_precision_policy(strategy))
     chief = _is_chief(strategy)
     run_dir = Path(config.out).expanduser()
@@ -194,7 +206,7 @@ def run(config: TrainConfig) -> dict:
         "class_names": list(class_names),
         "class_weights": class_weights,
         "label_counts": counts,
-        "strategy": {"name": type(strategy).__name__, "replicas": replicas, "global_batch_size": global_batch},
+        "strategy": {"name": strategy_name(strategy), "replicas": replicas, "global_batch_size": global_batch},
         "mixed_precision": keras.mixed_precision.global_policy().name,
     }
     _check_same_run(run_dir, record["train"])
@@ -228,7 +240,7 @@ def run(config: TrainConfig) -> dict:
         callbacks += [keras.callbacks.TensorBoard(str(run_dir / "logs")),
                       keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)]
     log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,
-             type(strategy).__name__, global_batch, record["mixed_precision"])
+             strategy_name(strategy), global_batch, record["mixed_precision"])
     model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
               verbose=1 if sys.stdout.isatty() else 2)
 
