@@ -192,7 +192,6 @@ def run(config: TrainConfig) -> dict:
     run_dir = Path(config.out).expanduser()
     # Non-chief workers of a multi-worker job write their (identical) files to a scratch directory.
     write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="emopy-worker-"))
-    write_dir.mkdir(parents=True, exist_ok=True)
 
     class_names = data.class_names(data_config)
     counts = {split: data.label_counts(data_config, split) for split in ("train", "validation")}
@@ -210,6 +209,7 @@ def run(config: TrainConfig) -> dict:
         "mixed_precision": keras.mixed_precision.global_policy().name,
     }
     _check_same_run(run_dir, record["train"])
+    write_dir.mkdir(parents=True, exist_ok=True)
     if chief:
         _write_json(run_dir / CONFIG_FILE, record)
         (run_dir / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
