@@ -65,6 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
     evaluate.add_argument("--output", metavar="FILE.json", help="default: RUN_DIR/evaluation-SPLIT.json")
 
+    export = commands.add_parser("export", help="a run as a versioned SavedModel for TF Serving")
+    export.add_argument("--run", required=True, metavar="RUN_DIR")
+    export.add_argument("--model-base-path", required=True, metavar="BASE", help="writes BASE/<version>/")
+    export.add_argument("--version", type=int, metavar="N", help="default: the next free version under BASE")
+    export.add_argument("--model-name", default="emotion", metavar="NAME",
+                        help="the name in models.config and the warmup requests")
+
+    serve = commands.add_parser("serve", help="a local server speaking TF Serving's gRPC (and REST) API")
+    serve.add_argument("--model-base-path", required=True, metavar="BASE")
+    serve.add_argument("--model-name", default="emotion", metavar="NAME")
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+    serve.add_argument("--rest-port", type=int, metavar="PORT", help="also serve TF Serving's REST API here")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
     return parser
@@ -77,7 +91,7 @@ def _report_errors(action) -> int:
 
     try:
         action()
-    except (ValueError, FileNotFoundError, DatasetNotBuiltError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, DatasetNotBuiltError) as error:
         print(f"emopy: error: {error}", file=sys.stderr)
         return 2
     return 0
@@ -114,6 +128,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(evaluate.summary(evaluate.run(args.run, args.split, args.output)))
 
         return _report_errors(evaluate_and_print)
+    if args.command == "export":
+        from serving import export
+
+        def export_and_print():
+            path = export.export(args.run, args.model_base_path, args.version, args.model_name)
+            print(f"exported {args.run} to {path}")
+            print(f"  serve: emopy serve --model-base-path {args.model_base_path} --model-name {args.model_name}")
+
+        return _report_errors(export_and_print)
+    if args.command == "serve":
+        from serving import local_server
+
+        return _report_errors(lambda: local_server.serve(args.model_base_path, model_name=args.model_name,
+                                                         port=args.port, rest_port=args.rest_port, host=args.host))
     if args.command == "quickstart":
         from pipeline import quickstart
 
