@@ -91,7 +91,7 @@ def _report_errors(action) -> int:
 
     try:
         action()
-    except (ValueError, FileNotFoundError, FileExistsError, DatasetNotBuiltError) as error:
+    except (ValueError, OSError, DatasetNotBuiltError) as error:  # OSError: missing files, ports in use
         print(f"emopy: error: {error}", file=sys.stderr)
         return 2
     return 0
@@ -138,8 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(export_and_print)
     if args.command == "serve":
+        import logging
+
         from serving import local_server
 
+        logging.basicConfig(format="%(asctime)s %(message)s")
+        logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
         return _report_errors(lambda: local_server.serve(args.model_base_path, model_name=args.model_name,
                                                          port=args.port, rest_port=args.rest_port, host=args.host))
     if args.command == "quickstart":

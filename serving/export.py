@@ -1,0 +1,291 @@
+"""`emopy export`: a trained run as a versioned SavedModel that TensorFlow Serving loads as it is.
+
+    BASE/
+      models.config               for tensorflow_model_server --model_config_file
+      batching_parameters.txt     for --enable_batching --batching_parameters_file
+      <N>/                        saved_model.pb, variables/, assets/ (labels.txt, face_spec.json,
+                                  input_spec.json), assets.extra/tf_serving_warmup_requests
+
+Signatures (DESIGN.md, "Serving contract"):
+  serving_default  image_bytes: string [batch] encoded face crops of any size (+ landmarks: float [batch, 68, 2],
+                   in the pixels of the crop sent) -> probabilities [batch, K], classes [batch], class_ids [batch]
+  pixels           image: float [batch, S, S, C] preprocessed face pixels in [0, 1] (+ landmarks in those
+                   pixels) -> the same outputs
+  classify         inputs: serialized tf.Example [batch] with image_bytes (+ landmarks, 136 floats)
+                   -> classes [batch, K], scores [batch, K]: what TF Serving's Classify API calls
+Sequence models take [batch, T] bytes, [batch, T, S, S, C] pixels and [batch, T, 68, 2] landmarks, and have no
+classify signature (a tf.Example has no natural place for a clip).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import models
+from emopy_tfds import faces
+from pipeline import train
+from pipeline.features import landmark_features
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MODEL_CONFIG_FILE = "models.config"
+BATCHING_FILE = "batching_parameters.txt"
+DEFAULT_MODEL_NAME = "emotion"
+
+# tensorflow_model_server --enable_batching: batches of up to 32 faces, waiting at most 2 ms to fill one.
+BATCHING_PARAMETERS = """\
+max_batch_size { value: 32 }
+batch_timeout_micros { value: 2000 }
+max_enqueued_batches { value: 100 }
+num_batch_threads { value: 4 }
+"""
+
+
+def _decode_crop(encoded: tf.Tensor, size: int, channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """One encoded crop -> float [size, size, channels] in [0, 1], and its original (height, width)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    original = tf.cast(tf.shape(image)[:2], tf.float32)
+    pixels = tf.image.convert_image_dtype(image, tf.float32)
+    if channels == 1:
+        # The same weights as OpenCV's RGB2GRAY, which made the training crops (faces.align_face).
+        pixels = tf.image.rgb_to_grayscale(pixels)
+    # Antialiased bilinear: area-like when shrinking, bilinear when enlarging, the identity at the model's size.
+    pixels = tf.image.resize(pixels, [size, size], method="bilinear", antialias=True)
+    return pixels, original
+
+
+class ServingModule(tf.Module):
+    """The Keras model with its preprocessing and label names, as SavedModel signatures."""
+
+    def __init__(self, model, spec: models.InputSpec, class_names: list[str], asset_dir: Path):
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.class_names = tf.constant(class_names)
+        self.labels_asset = tf.saved_model.Asset(str(asset_dir / "labels.txt"))
+        self.face_spec_asset = tf.saved_model.Asset(str(asset_dir / "face_spec.json"))
+        self.input_spec_asset = tf.saved_model.Asset(str(asset_dir / "input_spec.json"))
+        time = (None,) if spec.is_sequence else ()
+        image_shape = (None, *time, spec.image_size, spec.image_size, spec.channels)
+        bytes_spec = tf.TensorSpec([None, *time], tf.string, name="image_bytes")
+        pixels_spec = tf.TensorSpec(image_shape, tf.float32, name="image")
+        landmarks_spec = tf.TensorSpec([None, *time, spec.num_landmarks, 2], tf.float32, name="landmarks")
+        if spec.uses_landmarks:
+            # Landmark-only models take the crop too: its size says what the landmarks' pixels are.
+            self.serve_bytes = tf.function(self._bytes_with_landmarks, input_signature=[bytes_spec, landmarks_spec])
+            self.serve_pixels = tf.function(self._pixels_with_landmarks, input_signature=[pixels_spec, landmarks_spec])
+        else:
+            self.serve_bytes = tf.function(self._bytes, input_signature=[bytes_spec])
+            self.serve_pixels = tf.function(self._pixels, input_signature=[pixels_spec])
+        if not spec.is_sequence:
+            self.classify = tf.function(self._classify, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+
+    # --- preprocessing shared by every signature ---------------------------------------------------------
+
+    def _decode(self, image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Encoded crops [batch(, T)] -> pixels [batch(, T), S, S, C] and each crop's (height, width)."""
+        size, channels = self.spec.image_size, self.spec.channels
+        flat = tf.reshape(image_bytes, [-1])
+        pixels, originals = tf.map_fn(
+            lambda encoded: _decode_crop(encoded, size, channels), flat,
+            fn_output_signature=(tf.TensorSpec([size, size, channels], tf.float32), tf.TensorSpec([2], tf.float32)))
+        leading = tf.shape(image_bytes)
+        pixels = tf.reshape(pixels, tf.concat([leading, [size, size, channels]], 0))
+        originals = tf.reshape(originals, tf.concat([leading, [2]], 0))
+        return pixels, originals
+
+    def _inputs(self, pixels: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        inputs = {}
+        if self.spec.uses_images:
+            inputs["frames" if self.spec.is_sequence else "image"] = pixels
+        if self.spec.uses_landmarks:
+            inputs.update(landmark_features(landmarks))
+        return inputs
+
+    def _outputs(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(self.model(inputs, training=False), tf.float32)
+        class_ids = tf.argmax(probabilities, axis=-1)
+        return {"probabilities": probabilities, "classes": tf.gather(self.class_names, class_ids),
+                "class_ids": class_ids}
+
+    @staticmethod
+    def _to_model_pixels(landmarks: tf.Tensor, originals: tf.Tensor, size: int) -> tf.Tensor:
+        """Landmarks in the pixels of the crop sent -> in the pixels of the model's input (centres aligned)."""
+        scale = size / originals[..., ::-1]  # (x, y) scale from (height, width)
+        return (landmarks + 0.5) * scale[..., None, :] - 0.5
+
+    # --- signatures ------------------------------------------------------------------------------------
+
+    def _bytes(self, image_bytes):
+        pixels, _ = self._decode(image_bytes)
+        return self._outputs(self._inputs(pixels, None))
+
+    def _bytes_with_landmarks(self, image_bytes, landmarks):
+        pixels, originals = self._decode(image_bytes)
+        landmarks = self._to_model_pixels(landmarks, originals, self.spec.image_size)
+        return self._outputs(self._inputs(pixels, landmarks))
+
+    def _pixels(self, image):
+        return self._outputs(self._inputs(image, None))
+
+    def _pixels_with_landmarks(self, image, landmarks):
+        return self._outputs(self._inputs(image, landmarks))
+
+    def _classify(self, inputs):
+        features = {"image_bytes": tf.io.FixedLenFeature([], tf.string)}
+        if self.spec.uses_landmarks:
+            features["landmarks"] = tf.io.FixedLenFeature([self.spec.num_landmarks * 2], tf.float32)
+        parsed = tf.io.parse_example(inputs, features)
+        if self.spec.uses_landmarks:
+            points = tf.reshape(parsed["landmarks"], [-1, self.spec.num_landmarks, 2])
+            outputs = self._bytes_with_landmarks(parsed["image_bytes"], points)
+        else:
+            outputs = self._bytes(parsed["image_bytes"])
+        scores = outputs["probabilities"]
+        classes = tf.tile(self.class_names[None, :], [tf.shape(scores)[0], 1])
+        return {"classes": classes, "scores": scores}
+
+
+def next_version(model_base_path: Path) -> int:
+    """One more than the highest numeric version folder (1 for an empty base)."""
+    versions = [int(p.name) for p in model_base_path.iterdir() if p.is_dir() and p.name.isdigit()] \
+        if model_base_path.exists() else []
+    return max(versions, default=0) + 1
+
+
+def _set_classify_method(export_dir: Path) -> None:
+    """TF2's saver marks every signature as Predict; TF Serving's Classify API wants its own method name."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = export_dir / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if "classify" in meta_graph.signature_def:
+            meta_graph.signature_def["classify"].method_name = CLASSIFY_METHOD
+    path.write_bytes(saved_model.SerializeToString())
+
+
+def sample_face(face_spec: faces.FaceSpec) -> faces.AlignedFace:
+    """The shipped sample photo's face, cropped as the model expects (the run's FaceSpec has the model's
+    input size): what warmup requests send."""
+    from emopy_tfds.data import sample_photo
+
+    (face, aligned), *_ = faces.preprocess(sample_photo(), face_spec)
+    return aligned
+
+
+def warmup_records(spec: models.InputSpec, face: faces.AlignedFace, model_name: str) -> list[bytes]:
+    """Serialized PredictionLog records, one per signature, that TF Serving replays before serving."""
+    from tensorflow_serving.apis import (classification_pb2, input_pb2, model_pb2, predict_pb2,
+                                         prediction_log_pb2)
+
+    length = (spec.sequence_length,) if spec.is_sequence else ()
+    encoded = faces.encode_png(face.image)
+    image_bytes = np.full((1, *length), encoded, dtype=object)
+    pixels = np.broadcast_to(face.image.astype(np.float32) / 255.0,
+                             (1, *length, *face.image.shape)).copy()
+    if spec.channels == 3 and pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    landmarks = np.broadcast_to(face.landmarks, (1, *length, *face.landmarks.shape)).astype(np.float32)
+    records = []
+    for signature, inputs in (
+        ("serving_default", {"image_bytes": image_bytes, "landmarks": landmarks}),
+        ("pixels", {"image": pixels, "landmarks": landmarks}),
+    ):
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name,
+                                                                            signature_name=signature))
+        for name, value in inputs.items():
+            if name != "landmarks" or spec.uses_landmarks:
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+        records.append(log.SerializeToString())
+    if not spec.is_sequence:
+        example = tf.train.Example(features=tf.train.Features(feature={
+            "image_bytes": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+            **({"landmarks": tf.train.Feature(float_list=tf.train.FloatList(value=face.landmarks.reshape(-1)))}
+               if spec.uses_landmarks else {}),
+        }))
+        request = classification_pb2.ClassificationRequest(
+            model_spec=model_pb2.ModelSpec(name=model_name, signature_name="classify"),
+            input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=[example])))
+        log = prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=request))
+        records.append(log.SerializeToString())
+    return records
+
+
+def model_config(model_base_path: Path, model_name: str) -> str:
+    """A ModelServerConfig text proto serving BASE under `model_name`."""
+    return (
+        "model_config_list {\n"
+        "  config {\n"
+        f'    name: "{model_name}"\n'
+        f'    base_path: "{model_base_path.resolve()}"\n'
+        '    model_platform: "tensorflow"\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, version: int | None = None,
+           model_name: str = DEFAULT_MODEL_NAME) -> Path:
+    """Writes BASE/<version>/ (default: the next free version) from a finished run; returns its path.
+
+    The version folder appears complete or not at all (written beside it, then renamed), since a server
+    polling BASE may load it the moment it appears.
+    """
+    run_dir = Path(run_dir).expanduser()
+    base = Path(model_base_path).expanduser()
+    record = train.load_config(run_dir)
+    model = train.load_model(run_dir)
+    spec = models.InputSpec(**record["input_spec"])
+    face_spec = faces.FaceSpec.from_json((run_dir / train.FACE_SPEC_FILE).read_text())
+    version = next_version(base) if version is None else version
+    if version < 1:
+        raise ValueError(f"versions are positive integers, not {version}")
+    target = base / str(version)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists: choose another --version, or leave it out for the next")
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        assets = staging.with_name(staging.name + "-assets")
+        assets.mkdir(parents=True)
+        shutil.copy(run_dir / train.LABELS_FILE, assets / "labels.txt")
+        (assets / "face_spec.json").write_text(face_spec.to_json() + "\n")
+        (assets / "input_spec.json").write_text(spec.to_json() + "\n")
+        module = ServingModule(model, spec, record["class_names"], assets)
+        signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
+                      "pixels": module.serve_pixels.get_concrete_function()}
+        if not spec.is_sequence:
+            signatures["classify"] = module.classify.get_concrete_function()
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        shutil.rmtree(assets)
+        _set_classify_method(staging)
+        warmup_dir = staging / "assets.extra"
+        warmup_dir.mkdir()
+        with tf.io.TFRecordWriter(str(warmup_dir / WARMUP_FILE)) as writer:
+            for record_bytes in warmup_records(spec, sample_face(face_spec), model_name):
+                writer.write(record_bytes)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging.with_name(staging.name + "-assets"), ignore_errors=True)
+    (base / MODEL_CONFIG_FILE).write_text(model_config(base, model_name))
+    (base / BATCHING_FILE).write_text(BATCHING_PARAMETERS)
+    return target
+
+
+def read_assets(export_dir: str | os.PathLike) -> tuple[list[str], faces.FaceSpec, models.InputSpec]:
+    """Label names, FaceSpec and input spec saved with an export."""
+    assets = Path(export_dir) / "assets"
+    return ((assets / "labels.txt").read_text().split("\n")[:-1],
+            faces.FaceSpec.from_json((assets / "face_spec.json").read_text()),
+            models.InputSpec.from_json((assets / "input_spec.json").read_text()))

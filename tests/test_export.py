@@ -1,0 +1,155 @@
+"""Export for TF Serving: signatures, agreement with Keras, assets, warmup records, versions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emopy_tfds import faces, labels
+from pipeline import cli, data, train
+from serving import export
+
+
+@pytest.fixture(scope="module")
+def runs(training_data, tmp_path_factory) -> dict[str, Path]:
+    """Finished runs (one short epoch) of an image model, an image + landmarks model and a sequence model."""
+    folder = tmp_path_factory.mktemp("runs")
+    settings = {"cnn": "fer2013", "multi_input": "fer2013", "landmark_lstm": "ck_plus/sequences"}
+    for model, dataset in settings.items():
+        train.run(train.TrainConfig(dataset=dataset, model=model, out=str(folder / model),
+                                    data_dir=str(training_data), epochs=1, batch_size=4, sequence_length=4))
+    return {model: folder / model for model in settings}
+
+
+@pytest.fixture(scope="module")
+def exported(runs, tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("exports")
+    return {model: export.export(run, base / model) for model, run in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def face(astronaut, astronaut_face) -> faces.AlignedFace:
+    return faces.align_face(astronaut, astronaut_face.landmarks, faces.FaceSpec(crop_size=48))
+
+
+def test_layout_assets_and_server_config_files(exported, runs):
+    path = exported["multi_input"]
+    assert path.name == "1"
+    for name in ("saved_model.pb", "variables", "assets/labels.txt", "assets/face_spec.json",
+                 "assets/input_spec.json", f"assets.extra/{export.WARMUP_FILE}"):
+        assert (path / name).exists(), name
+    names, face_spec, spec = export.read_assets(path)
+    assert names == list(labels.FER2013)
+    assert face_spec == faces.FaceSpec(crop_size=48) and spec.kind == "image_landmarks"
+    config = (path.parent / export.MODEL_CONFIG_FILE).read_text()
+    assert 'name: "emotion"' in config and f'base_path: "{path.parent.resolve()}"' in config
+    assert "max_batch_size { value: 32 }" in (path.parent / export.BATCHING_FILE).read_text()
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["saved_model_cli", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_saved_model_cli_shows_and_runs_the_signatures(exported, face, tmp_path):
+    path = str(exported["cnn"])
+    shown = _saved_model_cli("show", "--dir", path, "--all")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for signature in ("serving_default", "pixels", "classify"):
+        assert f"signature_def['{signature}']" in shown.stdout
+    assert "inputs['image_bytes'] tensor_info:" in shown.stdout and "dtype: DT_STRING" in shown.stdout
+    assert "Method name is: tensorflow/serving/classify" in shown.stdout
+    assert "outputs['probabilities']" in shown.stdout and "outputs['class_ids']" in shown.stdout
+
+    crops = tmp_path / "crops.npy"
+    np.save(crops, np.array([faces.encode_png(face.image)] * 3, dtype=object), allow_pickle=True)
+    ran = _saved_model_cli("run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+                           "--inputs", f"image_bytes={crops}")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "Result for output key probabilities" in ran.stdout and "Result for output key classes" in ran.stdout
+
+
+@pytest.mark.parametrize("model", ["cnn", "multi_input"])
+def test_the_saved_model_gives_the_keras_models_probabilities(exported, runs, face, model):
+    loaded = tf.saved_model.load(str(exported[model]))
+    keras_model = train.load_model(runs[model])
+    names, _, spec = export.read_assets(exported[model])
+    batch = {"image": np.stack([face.image, face.image[:, ::-1]]),
+             "landmarks": np.stack([face.landmarks, face.landmarks])}
+    expected = keras_model(data.model_inputs(batch, spec)).numpy()
+
+    by_bytes = {"image_bytes": tf.constant([faces.encode_png(image) for image in batch["image"]])}
+    by_pixels = {"image": tf.constant(batch["image"], tf.float32) / 255.0}
+    if spec.uses_landmarks:
+        by_bytes["landmarks"] = by_pixels["landmarks"] = tf.constant(batch["landmarks"])
+    for signature, arguments in (("serving_default", by_bytes), ("pixels", by_pixels)):
+        outputs = loaded.signatures[signature](**arguments)
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-4)
+        assert outputs["class_ids"].numpy().tolist() == expected.argmax(axis=1).tolist()
+        assert [c.decode() for c in outputs["classes"].numpy()] == [names[i] for i in expected.argmax(axis=1)]
+
+
+def test_crops_of_any_size_are_resized_and_their_landmarks_scaled(exported, astronaut, astronaut_face):
+    """A 96 px crop with landmarks in its own pixels gives what the 48 px crop of the same face gives."""
+    loaded = tf.saved_model.load(str(exported["multi_input"]))
+    results = []
+    for size in (48, 96):
+        crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FaceSpec(crop_size=size))
+        outputs = loaded.signatures["serving_default"](
+            image_bytes=tf.constant([faces.encode_png(crop.image)]), landmarks=tf.constant(crop.landmarks[None]))
+        results.append(outputs["probabilities"].numpy()[0])
+    np.testing.assert_allclose(results[0], results[1], atol=0.05)
+
+
+def test_warmup_records_parse_and_replay(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    for model, path in exported.items():
+        loaded = tf.saved_model.load(str(path))
+        logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+                for record in tf.data.TFRecordDataset(str(path / "assets.extra" / export.WARMUP_FILE))]
+        kinds = [log.WhichOneof("log_type") for log in logs]
+        sequence = model == "landmark_lstm"
+        assert kinds == ["predict_log", "predict_log"] + ([] if sequence else ["classify_log"])
+        for log in logs:
+            if log.HasField("predict_log"):
+                request = log.predict_log.request
+                arguments = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+                outputs = loaded.signatures[request.model_spec.signature_name](**arguments)
+            else:
+                request = log.classify_log.request
+                serialized = [example.SerializeToString() for example in request.input.example_list.examples]
+                outputs = loaded.signatures["classify"](inputs=tf.constant(serialized))
+                outputs = {"probabilities": outputs["scores"]}
+            probabilities = outputs["probabilities"].numpy()
+            assert probabilities.shape[0] == 1 and np.isfinite(probabilities).all()
+
+
+def test_sequence_models_take_clips(exported, face):
+    loaded = tf.saved_model.load(str(exported["landmark_lstm"]))
+    signature = loaded.signatures["serving_default"]
+    assert signature.structured_input_signature[1]["landmarks"].shape.as_list() == [None, None, 68, 2]
+    clip = {"image_bytes": tf.constant([[faces.encode_png(face.image)] * 4]),
+            "landmarks": tf.constant(np.stack([face.landmarks] * 4)[None])}
+    probabilities = signature(**clip)["probabilities"].numpy()
+    assert probabilities.shape == (1, len(labels.CK_PLUS))
+    np.testing.assert_allclose(probabilities.sum(), 1.0, atol=1e-4)
+    assert "classify" not in loaded.signatures
+
+
+def test_versions_count_up_and_an_existing_version_is_refused(runs, tmp_path, capsys):
+    base = tmp_path / "base"
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base)]) == 0
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base)]) == 0
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base), "--version", "7"]) == 0
+    assert sorted(p.name for p in base.iterdir() if p.is_dir()) == ["1", "2", "7"]
+    assert f"exported {runs['cnn']} to {base / '7'}" in capsys.readouterr().out
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base), "--version", "2"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert export.next_version(base) == 8
