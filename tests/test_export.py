@@ -153,3 +153,50 @@ def test_versions_count_up_and_an_existing_version_is_refused(runs, tmp_path, ca
     assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base), "--version", "2"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert export.next_version(base) == 8
+
+
+def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
+    """The real export, served by the local server over loopback gRPC, through EmotionClient: Predict,
+    Classify, metadata and status; the server replays the export's warmup requests before serving it."""
+    from serving.client import EmotionClient
+    from serving.local_server import ModelServer
+
+    base = exported["multi_input"].parent
+    loaded = tf.saved_model.load(str(exported["multi_input"]))
+    expected = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([faces.encode_png(face.image)] * 2),
+        landmarks=tf.constant(np.stack([face.landmarks] * 2)))["probabilities"].numpy()
+    with ModelServer(base, port=0) as server:
+        assert server.served_version == 1
+        port = server.ports.grpc
+        with EmotionClient(f"127.0.0.1:{port}") as client:
+            result = client.predict([face.image, faces.encode_png(face.image)], np.stack([face.landmarks] * 2))
+            np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
+            assert result["classes"] == [labels.FER2013[i] for i in expected.argmax(axis=1)]
+            assert result["model_version"] == 1
+            classified = client.classify([face.image], face.landmarks[None])
+            assert set(classified[0]) == set(labels.FER2013)
+            assert classified[0][labels.FER2013[expected[0].argmax()]] == pytest.approx(expected[0].max(), abs=1e-5)
+            metadata = client.metadata()
+            assert set(metadata) == {"serving_default", "pixels", "classify"}
+            assert set(metadata["serving_default"]["inputs"]) == {"image_bytes", "landmarks"}
+            assert client.status() == {1: "AVAILABLE"}
+
+
+def test_emopy_serve_command_serves_until_terminated(exported, face):
+    import signal
+
+    from serving.client import EmotionClient
+
+    base = exported["cnn"].parent
+    server = subprocess.Popen(["emopy", "serve", "--model-base-path", str(base), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert "Serving model 'emotion'" in line and "(version 1)" in line, server.stderr.read()[-2000:]
+        port = int(line.rsplit(":", 1)[1])
+        with EmotionClient(f"127.0.0.1:{port}") as client:
+            assert client.predict(face.image)["probabilities"].shape == (1, len(labels.FER2013))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
