@@ -79,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest-port", type=int, metavar="PORT", help="also serve TF Serving's REST API here")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
 
+    visualize = commands.add_parser("visualize",
+                                    help="PNGs of a run: activation maps, Grad-CAM, training curves, confusion matrix")
+    visualize.add_argument("--run", required=True, metavar="RUN_DIR")
+    visualize.add_argument("--kind", required=True, choices=["activations", "gradcam", "curves", "confusion"])
+    visualize.add_argument("--image", metavar="FILE", help="activations, gradcam: the photo whose face to show")
+    visualize.add_argument("--output", metavar="OUT.png",
+                           help="default: RUN_DIR/visualize-KIND.png (visualize-KIND-IMAGESTEM.png with --image)")
+    visualize.add_argument("--layer", metavar="NAME",
+                           help="activations: only this layer; gradcam: this layer, not the last conv layer")
+    visualize.add_argument("--class", dest="class_name", metavar="NAME",
+                           help="gradcam: explain this class, not the top prediction")
+    visualize.add_argument("--split", default="test", choices=["train", "validation", "test"],
+                           help="confusion: the split evaluated")
+
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
     return parser
@@ -146,6 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
         return _report_errors(lambda: local_server.serve(args.model_base_path, model_name=args.model_name,
                                                          port=args.port, rest_port=args.rest_port, host=args.host))
+    if args.command == "visualize":
+        from pipeline import visualize
+
+        return _report_errors(lambda: print(visualize.run(
+            args.run, args.kind, image=args.image, output=args.output, layer=args.layer, class_name=args.class_name,
+            split=args.split)))
     if args.command == "quickstart":
         from pipeline import quickstart
 
