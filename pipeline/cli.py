@@ -93,6 +93,23 @@ def _parser() -> argparse.ArgumentParser:
     visualize.add_argument("--split", default="test", choices=["train", "validation", "test"],
                            help="confusion: the split evaluated")
 
+    predict = commands.add_parser("predict", help="emotions of every face in photos, videos or a webcam")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="images, videos, directories or globs")
+    predict.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of files (rows as they come)")
+    predict.add_argument("--model", metavar="DIR", help="a local export: BASE/N, or BASE for its highest version; "
+                         "with --server, only its labels and FaceSpec are read")
+    predict.add_argument("--server", metavar="HOST:PORT", help="classify on a TF Serving (or emopy serve) gRPC port")
+    predict.add_argument("--model-name", default="emotion", metavar="NAME", help="the served model's name")
+    predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
+    predict.add_argument("--annotate", metavar="OUT", help="draw faces and emotions: OUT.png for a photo, OUT.mp4 for "
+                         "a video; with several inputs OUT-<name>.png/.mp4")
+    predict.add_argument("--every", type=int, default=1, metavar="K", help="videos: classify every K-th frame")
+    predict.add_argument("--smoothing", type=float, default=0.0, metavar="A",
+                         help="videos: average each face's probabilities over frames (0: none, towards 1: more)")
+    predict.add_argument("--show", action="store_true", help="webcam: a live window (needs an OpenCV with GUI)")
+    predict.add_argument("--upsample", type=int, default=0, metavar="N", help="upsample N times to find smaller faces")
+    predict.add_argument("--landmark-model", metavar="PATH", help="68-point shape predictor .dat")
+
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
     return parser
@@ -166,6 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_errors(lambda: print(visualize.run(
             args.run, args.kind, image=args.image, output=args.output, layer=args.layer, class_name=args.class_name,
             split=args.split)))
+    if args.command == "predict":
+        from serving import predict
+
+        return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name,
+                           webcam=args.webcam, output=args.output, annotate_to=args.annotate, every=args.every,
+                           smoothing=args.smoothing, show=args.show, upsample=args.upsample,
+                           landmark_model=args.landmark_model)
     if args.command == "quickstart":
         from pipeline import quickstart
 
