@@ -18,8 +18,8 @@ scripts can rely on them:
                  the class and its probability.
     curves       1200 x 450: loss and accuracy per epoch, train and validation, with the best epoch (lowest
                  validation loss: the weights the run keeps) and the learning-rate reductions marked.
-    confusion    `evaluate.plot_confusion`'s size: int((1 + 0.8 n) * 120) x int((0.8 + 0.7 n) * 120) for n
-                 classes, 792 x 683 for fer2013's 7.
+    confusion    `evaluate.plot_confusion`'s size: (1 + 0.8 n) x (0.8 + 0.7 n) inches at 120 dpi for n classes
+                 (`confusion_size`), 792 x 684 for fer2013's 7.
 
 Faces are preprocessed exactly as in training: detected, aligned and cropped with the run's face_spec.json, the
 largest face when there are several. dlib's detector cannot find faces much smaller than 80 px, so an image
@@ -64,8 +64,10 @@ def activations_size(layers: int) -> tuple[int, int]:
 
 
 def confusion_size(classes: int) -> tuple[int, int]:
-    """(width, height) in pixels of `evaluate.plot_confusion`'s figure (its inches at 120 dpi; Agg truncates)."""
-    return int((1.0 + 0.8 * classes) * 120), int((0.8 + 0.7 * classes) * 120)
+    """(width, height) in pixels of `evaluate.plot_confusion`'s figure: its inches at 120 dpi, truncated to whole
+    pixels as matplotlib does (current versions first round sizes within 1e-8 of a whole pixel: 683.99999 is 684).
+    """
+    return int((1.0 + 0.8 * classes) * 120 + 1e-8), int((0.8 + 0.7 * classes) * 120 + 1e-8)
 
 
 def default_output(run_dir: str | os.PathLike, kind: str, image: str | os.PathLike | None = None) -> Path:
@@ -208,8 +210,8 @@ def _figure(width: int, height: int):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # Agg truncates inches x dpi to whole pixels (17.4 in x 100 dpi is 1739.99...): half a pixel more keeps
-    # the documented size exact.
+    # matplotlib truncates inches x dpi to whole pixels (17.4 in x 100 dpi is 1739.99...): half a pixel more
+    # keeps the documented size exact under any version's rounding.
     return plt.figure(figsize=((width + 0.5) / DPI, (height + 0.5) / DPI), dpi=DPI)
 
 
@@ -277,8 +279,12 @@ def plot_gradcam(crop: np.ndarray, heatmap: np.ndarray, path: str | os.PathLike,
     panels[0].set_title("face crop", fontsize=9)
     panels[1].imshow(heatmap, cmap="jet", vmin=0, vmax=1, extent=extent)
     panels[1].set_title(f"Grad-CAM at {layer_name}", fontsize=9)
+    if not heatmap.any():
+        panels[1].text(0.5, 0.5, "no region raises\nthis class's score", transform=panels[1].transAxes,
+                       ha="center", va="center", color="white", fontsize=10)
     _show_crop(panels[2], crop)
-    panels[2].imshow(heatmap, cmap="jet", vmin=0, vmax=1, alpha=0.45, extent=extent)
+    # Opacity follows the heat, so the face stays visible where the class finds no evidence.
+    panels[2].imshow(heatmap, cmap="jet", vmin=0, vmax=1, alpha=0.6 * heatmap, extent=extent)
     panels[2].set_title("overlay", fontsize=9)
     for axes in panels:
         axes.set_xticks([])
@@ -290,6 +296,8 @@ def plot_gradcam(crop: np.ndarray, heatmap: np.ndarray, path: str | os.PathLike,
 
 def plot_curves(history: dict[str, list[float]], path: str | os.PathLike, title: str) -> None:
     """Loss and accuracy per epoch, train and validation, the best epoch and learning-rate reductions marked."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [epoch + 1 for epoch in history.get("epoch", range(len(history["loss"])))]  # 1-based, as Keras logs
     figure = _figure(*CURVES_SIZE)
     panels = figure.subplots(1, 2)
@@ -307,7 +315,8 @@ def plot_curves(history: dict[str, list[float]], path: str | os.PathLike, title:
             axes.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best})")
         for index, epoch in enumerate(reductions):
             axes.axvline(epoch, color="tab:red", linestyle=":", linewidth=1,
-                         label="learning rate halved" if index == 0 else None)
+                         label="learning rate reduced" if index == 0 else None)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.set_title(metric)
