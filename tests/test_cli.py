@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -65,13 +66,21 @@ def test_missing_landmark_model_is_one_clear_line(photo_files, tmp_path):
     assert "none.dat" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_quickstart_writes_the_annotated_sample(tmp_path):
-    result = emopy("quickstart", "--workdir", str(tmp_path / "qs"))
-    assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "qs" / "astronaut_landmarks.json").read_text())
-    assert len(record["faces"]) == 1
-    assert cv2.imread(str(tmp_path / "qs" / "astronaut_landmarks.png")).shape == (320, 320, 3)
-    assert "1 face(s)" in result.stdout
+def test_a_small_quickstart_runs_the_whole_pipeline(tmp_path):
+    """build -> train -> evaluate -> export -> serve -> predict over gRPC, on 10 synthetic faces per class."""
+    workdir = tmp_path / "qs"
+    script = f"import sys; from pipeline import quickstart; sys.exit(quickstart.run({str(workdir)!r}, per_class=10, epochs=2))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for step in range(1, 8):
+        assert f"{step}/7 " in result.stdout
+    assert "SYNTHETIC" in (workdir / "synthetic_fer2013" / "README.txt").read_text()
+    assert (workdir / "run" / "model.keras").exists() and (workdir / "export" / "1" / "saved_model.pb").exists()
+    assert (workdir / "run" / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+    predictions = json.loads((workdir / "astronaut_emotions.json").read_text())
+    assert len(predictions) == 1 and sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert cv2.imread(str(workdir / "astronaut_emotions.png")).shape == (320, 320, 3)
+    assert "over gRPC" in result.stdout and "test accuracy" in result.stdout
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["landmarks", "--help"], ["quickstart", "--help"]])
