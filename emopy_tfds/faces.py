@@ -464,6 +464,20 @@ def align_face(image: ImageLike, landmarks: np.ndarray, spec: FaceSpec) -> Align
 def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
     if scale < 0.5:
+        # Only the part of the image the crop samples is needed: on a large frame, area-averaging all of it
+        # would cost more than everything else prediction does per face. A few pixels of padding keep the
+        # area average at the edges of that part the same as over the whole image.
+        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) - 0.5
+        inverse = cv2.invertAffineTransform(matrix)
+        sampled = corners @ inverse[:, :2].T + inverse[:, 2]
+        pad = 2.0 / scale + 2
+        left, top = (max(0, int(math.floor(v - pad))) for v in sampled.min(axis=0))
+        right = min(image.shape[1], int(math.ceil(sampled[:, 0].max() + pad)))
+        bottom = min(image.shape[0], int(math.ceil(sampled[:, 1].max() + pad)))
+        if right <= left or bottom <= top:  # the crop lies wholly outside the image
+            return np.zeros((size, size) + image.shape[2:], image.dtype)
+        image = image[top:bottom, left:right]
+        matrix = matrix @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], np.float64)
         # A bilinear warp that shrinks more than 2x aliases; area-average down first, then warp the rest.
         shrink = 2.0 * scale
         image = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)

@@ -1,0 +1,195 @@
+"""Benchmark of `emopy predict`: end-to-end latency per photo against detection alone, video and directory rates.
+
+Run: python benchmarks/predict.py [--repeats 30] [--export BASE] [--workdir DIR]
+
+1. The model: --export BASE (an `emopy export` base path, or one of its BASE/N), else an export made the quick
+   way (as tests/test_predict.py does): an untrained multi_input model (48x48 gray + landmarks) for fer2013's
+   classes saved into a hand-made run directory and passed to serving.export.export. Latency does not depend
+   on what the weights learnt.
+2. The picture: the head and shoulders of emopy's sample photo (the astronaut, no test extras needed), 1.8x, on
+   a gray 640x480 frame, so the face is about 105 px (dlib's box), as a webcam's would be.
+3. Measured, in the same run:
+   - per 640x480 photo, p50 of --repeats runs each, the two interleaved so that load from other processes
+     falls on both alike: end to end, Recognizer.from_export(BASE).predict_frame(rgb) (detect, 68 landmarks,
+     align, classify through the export's `pixels` signature, the table), against detection alone
+     (faces.detect_faces, dlib's HOG detector, no upsampling, which every frame needs whatever comes after);
+     and the stages between: detect + landmarks (faces.find_faces), align, the signature call;
+   - frames per second on a video: 60 frames of 640x480 (the face shifting 1 px a frame), written with
+     cv2.VideoWriter to a temp .mp4, read by Recognizer.predict_video(path, every=1) (decoding included);
+   - images per second on a directory: 30 640x480 photos (PNG, one face each, 2 px apart), each through
+     Recognizer.predict(file) (reading and decoding included), as `emopy predict DIR` does per file.
+Target: end-to-end p50 <= 1.3x detection alone: the model and alignment add at most 30% to what finding the face
+costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/serving.py would hide the serving package.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+TARGET_RATIO = 1.3
+REAL_TIME_FPS = 30.0
+VIDEO_FRAMES, VIDEO_FPS = 60, 30.0
+DIRECTORY_PHOTOS = 30
+
+
+def make_export(workdir: Path) -> Path:
+    """BASE (with BASE/1) exported from a hand-made run holding an untrained multi_input model for fer2013."""
+    import models
+    from emopy_tfds import faces, labels
+    from pipeline import train
+    from serving import export
+
+    base = workdir / "exports" / "emotion"
+    if base.exists():
+        return base
+    classes = list(labels.FER2013)
+    run = workdir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    spec = models.InputSpec(kind="image_landmarks", image_size=48, channels=1)
+    models.build("multi_input", spec, len(classes)).save(str(run / train.MODEL_FILE))
+    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": classes}))
+    (run / train.LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
+    (run / train.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=48).to_json() + "\n")
+    export.export(run, base)
+    return base
+
+
+def frame_640x480(photo: np.ndarray, shift: int = 0) -> np.ndarray:
+    """The sample photo's head and shoulders, 1.8x, centred on a gray 640x480 frame and `shift` px right (-80..80).
+
+    Head and shoulders only: lower down, the chest of the suit passes for a second face at some shifts.
+    """
+    top = photo[:200, 30:290]
+    scaled = cv2.resize(top, None, fx=1.8, fy=1.8, interpolation=cv2.INTER_CUBIC)
+    height, width = scaled.shape[:2]
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    y, x = (480 - height) // 2, (640 - width) // 2 + shift
+    frame[y:y + height, x:x + width] = scaled
+    return frame
+
+
+def p50_ms(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each call over `repeats` rounds, the calls interleaved within a round, in ms."""
+    for call in calls.values():  # warm up: lazy model loads, tf.function traces and caches stay out
+        call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def write_video(path: Path, photo: np.ndarray) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (640, 480))
+    if not writer.isOpened():
+        sys.exit(f"cv2.VideoWriter cannot write {path}")
+    for index in range(VIDEO_FRAMES):
+        writer.write(cv2.cvtColor(frame_640x480(photo, index - VIDEO_FRAMES // 2), cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def write_photos(folder: Path, photo: np.ndarray) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(DIRECTORY_PHOTOS):
+        path = folder / f"face_{index:02d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(frame_640x480(photo, 2 * index - DIRECTORY_PHOTOS), cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--export", help="an existing export (BASE or BASE/N); default: make one in --workdir")
+    parser.add_argument("--workdir", help="keep the export, video and photos here (default: a temp dir)")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="emopy-bench-predict-"))
+
+    import dlib
+    import tensorflow as tf
+
+    from emopy_tfds import faces
+    from emopy_tfds.data import sample_photo
+    from serving import predict
+
+    started = time.perf_counter()
+    base = Path(args.export) if args.export else make_export(workdir)
+    export_s = time.perf_counter() - started
+    started = time.perf_counter()
+    recognizer = predict.Recognizer.from_export(base)
+    load_s = time.perf_counter() - started
+
+    photo = faces.load_image(sample_photo())
+    frame = frame_640x480(photo)
+    (face,) = faces.find_faces(frame)
+    aligned = faces.align_face(frame, face.landmarks, recognizer.face_spec)
+    pixels = predict.model_pixels([aligned.image], recognizer.inputs.channels)
+    points = aligned.landmarks[None].astype(np.float32) if recognizer.inputs.uses_landmarks else None
+    table = recognizer.predict_frame(frame)
+    if len(table) != 1:
+        sys.exit(f"expected one face in the benchmark frame, found {len(table)}")
+
+    p50 = p50_ms({
+        "detect": lambda: faces.detect_faces(frame),
+        "end to end": lambda: recognizer.predict_frame(frame),
+        "detect + landmarks": lambda: faces.find_faces(frame),
+        "align": lambda: faces.align_face(frame, face.landmarks, recognizer.face_spec),
+        "classify": lambda: recognizer._classify(pixels, points),
+    }, args.repeats)
+
+    video = workdir / "shifting.mp4"
+    write_video(video, photo)
+    recognizer.predict_video(video, every=1)  # warm up the decoder
+    started = time.perf_counter()
+    video_table = recognizer.predict_video(video, every=1)
+    video_s = time.perf_counter() - started
+    video_fps = VIDEO_FRAMES / video_s
+
+    photos = write_photos(workdir / "photos", photo)
+    started = time.perf_counter()
+    photo_rows = sum(len(recognizer.predict(path)) for path in photos)
+    photos_s = time.perf_counter() - started
+    photos_per_s = len(photos) / photos_s
+
+    detect_fps, frame_fps = 1000 / p50["detect"], 1000 / p50["end to end"]
+    ratio = p50["end to end"] / p50["detect"]
+    print(f"\nemopy predict benchmark: TensorFlow {tf.__version__}, dlib {dlib.__version__}, OpenCV {cv2.__version__}, "
+          f"{os.cpu_count()} cores; untrained multi_input 48x48+landmarks"
+          + (f" from {base}" if args.export else f" (export made in {export_s:.1f} s)"))
+    print(f"  Recognizer.from_export (load the SavedModel, once)   {load_s * 1000:8.1f} ms")
+    print(f"  one 640x480 photo, one {face.box.w} px face, p50 of {args.repeats} runs each:")
+    print(f"    detection alone (HOG, no upsampling)               {p50['detect']:8.2f} ms   (baseline)")
+    print(f"    detect + 68 landmarks                              {p50['detect + landmarks']:8.2f} ms")
+    print(f"    align + crop to 48x48                              {p50['align']:8.3f} ms")
+    print(f"    classify (pixels signature, batch 1)               {p50['classify']:8.2f} ms")
+    print(f"    end to end (predict_frame)                         {p50['end to end']:8.2f} ms"
+          f"   ratio to detection alone: {ratio:.2f}")
+    print(f"  video, {VIDEO_FRAMES} frames 640x480 (predict_video, every=1)      {video_fps:8.1f} fps"
+          f"   ({len(video_table)} rows; ratio to in-memory end to end {video_fps / frame_fps:.2f},"
+          f" to detection alone {video_fps / detect_fps:.2f}, to real time {video_fps / REAL_TIME_FPS:.2f})")
+    print(f"  directory, {len(photos)} PNGs 640x480 (predict per file)        {photos_per_s:8.1f} images/s"
+          f"   ({photo_rows} rows; ratio to in-memory end to end {photos_per_s / frame_fps:.2f})")
+    print(f"end to end / detection alone: {ratio:.2f} "
+          f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
