@@ -461,6 +461,12 @@ def align_face(image: ImageLike, landmarks: np.ndarray, spec: FaceSpec) -> Align
     return AlignedFace(crop, transform_points(landmarks, matrix), matrix)
 
 
+def rescale_points(points, scale):
+    """Points in the pixels of an image resized by `scale` (a number, or per-axis (sx, sy)), pixel centres kept
+    aligned. Plain arithmetic, so it takes NumPy arrays and TensorFlow tensors alike."""
+    return (points + 0.5) * scale - 0.5
+
+
 def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
     if scale < 0.5:

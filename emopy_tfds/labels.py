@@ -90,6 +90,11 @@ def scheme(name: str) -> LabelScheme:
         raise ValueError(f"unknown label scheme {name!r}; known: {', '.join(SCHEMES)}") from None
 
 
+def label_set_of(classes: Sequence[str]) -> str | None:
+    """The name of the label scheme whose classes are exactly these, in this order; None if there is none."""
+    return next((name for name, known in SCHEMES.items() if known.classes == tuple(classes)), None)
+
+
 def mapping(source: str, target: str) -> tuple[int | None, ...]:
     """For each class id of `source`, the class id in `target`, or None where target has no such class."""
     source_scheme, target_scheme = scheme(source), scheme(target)

@@ -226,7 +226,7 @@ def _resize(image: tf.Tensor, landmarks: tf.Tensor, size: int) -> tuple[tf.Tenso
     method = "area" if size < source_size else "bilinear"
     resized = tf.image.resize(image, [size, size], method=method)
     resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-    return resized, (landmarks + 0.5) * ratio - 0.5
+    return resized, faces.rescale_points(landmarks, ratio)
 
 
 def _sample_frames(values: tf.Tensor, length: int) -> tf.Tensor:

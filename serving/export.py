@@ -119,7 +119,7 @@ class ServingModule(tf.Module):
     def _to_model_pixels(landmarks: tf.Tensor, originals: tf.Tensor, size: int) -> tf.Tensor:
         """Landmarks in the pixels of the crop sent -> in the pixels of the model's input (centres aligned)."""
         scale = size / originals[..., ::-1]  # (x, y) scale from (height, width)
-        return (landmarks + 0.5) * scale[..., None, :] - 0.5
+        return faces.rescale_points(landmarks, scale[..., None, :])
 
     # --- signatures ------------------------------------------------------------------------------------
 

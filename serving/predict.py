@@ -113,18 +113,13 @@ def model_input(shapes: dict[str, Sequence[int | None] | None]) -> ModelInput:
     return ModelInput(size=int(image[1]), channels=int(image[3]), uses_landmarks="landmarks" in shapes)
 
 
-def label_set_of(classes: Sequence[str]) -> str | None:
-    """The name of the label scheme whose classes are exactly these, in this order; None if there is none."""
-    return next((name for name, scheme in labels.SCHEMES.items() if scheme.classes == tuple(classes)), None)
-
-
 def affect(probabilities: np.ndarray, classes: Sequence[str]
            ) -> tuple[list[str], np.ndarray, np.ndarray, list[str | None]]:
     """Top emotion, valence, arousal and coarse label of each row of probabilities [B, K]."""
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(classes))
     top = [classes[i] for i in np.argmax(probabilities, axis=1)] if len(probabilities) else []
     missing = np.full(len(probabilities), np.nan)
-    label_set = label_set_of(classes)
+    label_set = labels.label_set_of(classes)
     if label_set is None:  # FACS action units, or classes of no known scheme
         return top, missing, missing.copy(), [None] * len(top)
     if labels.SCHEMES[label_set].coarse:  # the class already is the coarse label
@@ -425,7 +420,7 @@ class Recognizer:
         self.classes = tuple(classes)
         self.face_spec = face_spec
         self.inputs = inputs
-        self.label_set = label_set_of(self.classes)
+        self.label_set = labels.label_set_of(self.classes)
         self.upsample = upsample
         self.landmark_model = landmark_model
         self._close = close

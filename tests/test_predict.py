@@ -159,7 +159,7 @@ def test_coarse_and_unknown_label_sets_have_no_valence_or_arousal():
     assert top == ["positive"] and coarse == ["positive"] and np.isnan(valence).all() and np.isnan(arousal).all()
     top, valence, arousal, coarse = predict.affect(np.array([[0.9, 0.1]]), ["AU1", "AU2"])
     assert top == ["AU1"] and coarse == [None] and np.isnan(valence).all() and np.isnan(arousal).all()
-    assert predict.label_set_of(labels.CK_PLUS) == "ck_plus" and predict.label_set_of(["x"]) is None
+    assert labels.label_set_of(labels.CK_PLUS) == "ck_plus" and labels.label_set_of(["x"]) is None
 
 
 def test_sequence_models_are_refused_clearly():
