@@ -242,3 +242,13 @@ def test_a_different_run_into_an_existing_run_directory_is_refused(training_data
     with pytest.raises(ValueError, match="different settings \\(model\\)"):
         train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=str(run_dir), data_dir=str(training_data),
                                     epochs=1, batch_size=32))
+
+
+def test_the_seed_option_makes_runs_repeat_exactly(training_data, tmp_path):
+    losses = []
+    for attempt in ("a", "b"):
+        result = emopy("train", "--dataset", "fer2013", "--data-dir", str(training_data), "--model", "landmarks",
+                       "--out", str(tmp_path / attempt), "--epochs", "2", "--batch-size", "32", "--seed", "7")
+        assert result.returncode == 0, result.stderr[-3000:]
+        losses.append(json.loads((tmp_path / attempt / "history.json").read_text())["loss"])
+    assert losses[0] == losses[1]
