@@ -57,9 +57,14 @@ def test_gradcam_of_a_real_face_is_a_heatmap_in_unit_range(runs, photo_files):
     assert face.crop.shape == (48, 48, 1) and not face.whole_image
     model = train.load_model(runs["cnn"])
     last = visualize.conv_layers(model)[-1]
-    heatmap = visualize.gradcam_heatmap(model, face.inputs, 3, last)
-    assert heatmap.shape == (48, 48) and heatmap.dtype == np.float32
-    assert heatmap.min() >= 0 and heatmap.max() == pytest.approx(1.0) and np.ptp(heatmap) > 0
+    # A barely trained model may have no region speaking for a given class (an all-zero map, which is the
+    # documented answer), and which classes those are depends on the CPU's float rounding. Every class gets a
+    # map in [0, 1]; at least one class has evidence somewhere, and its peak is exactly 1.
+    heatmaps = [visualize.gradcam_heatmap(model, face.inputs, k, last) for k in range(model.output_shape[-1])]
+    for heatmap in heatmaps:
+        assert heatmap.shape == (48, 48) and heatmap.dtype == np.float32
+        assert heatmap.min() >= 0 and (heatmap.max() == 0 or heatmap.max() == pytest.approx(1.0))
+    assert any(np.ptp(heatmap) > 0 and heatmap.max() == pytest.approx(1.0) for heatmap in heatmaps)
 
     maps = visualize.activation_maps(model, face.inputs, visualize.conv_layers(model))
     assert [m.shape for m in maps.values()] == [(48, 48, 32), (24, 24, 64), (12, 12, 128)]
