@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Union
@@ -257,9 +258,15 @@ def _resolve_landmark_model(override: str | None, from_environment: str | None) 
     )
 
 
-@functools.lru_cache(maxsize=None)
+_per_thread = threading.local()
+
+
 def _frontal_face_detector():
-    return dlib.get_frontal_face_detector()
+    # One per thread: dlib's object_detector keeps scratch state and is not safe to share between threads,
+    # while the shape predictor is (its documentation says so), so that 100 MB model is loaded only once.
+    if not hasattr(_per_thread, "detector"):
+        _per_thread.detector = dlib.get_frontal_face_detector()
+    return _per_thread.detector
 
 
 @functools.lru_cache(maxsize=None)

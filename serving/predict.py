@@ -26,6 +26,7 @@ model whose classes are no known emotion label set (FACS action units) has neith
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import glob
 import importlib.util
@@ -34,6 +35,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TextIO
 
@@ -63,6 +65,9 @@ MAX_MISSED_FRAMES = 5
 FALLBACK_FPS = 25.0
 LIVE_WINDOW = "emopy"
 QUIT_KEYS = (ord("q"), 27)  # q or Esc closes the live window
+# Sampled video frames being classified at once: one per core keeps both dlib and TensorFlow busy; more would
+# only hold frames in memory and delay the rows.
+FRAMES_IN_FLIGHT = max(2, min(4, os.cpu_count() or 1))
 
 
 class VideoError(faces.ImageError):
@@ -405,6 +410,45 @@ def _frame_rate(capture: Capture) -> float | None:
     return float(fps) if fps and math.isfinite(fps) and fps > 0 else None
 
 
+def _read_frames(capture: Capture, fps: float | None, max_frames: int | None, bar: tqdm
+                 ) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index, seconds, BGR frame) until the capture ends or `max_frames` have been read."""
+    start, index = time.monotonic(), 0
+    while max_frames is None or index < max_frames:
+        ok, bgr = capture.read()
+        if not ok or bgr is None:
+            return
+        bar.update()
+        yield index, (index / fps if fps else time.monotonic() - start), bgr
+        index += 1
+
+
+def _classified_ahead(frames: Iterable[tuple[int, float, np.ndarray]], every: int, workers: ThreadPoolExecutor,
+                      classify: Callable[[np.ndarray], Any], *, all_frames: bool
+                      ) -> Iterator[tuple[int, float, np.ndarray, Future | None]]:
+    """Frames in order (every one with `all_frames`, else only every `every`-th) with, for every `every`-th,
+    the Future of its classification, started up to FRAMES_IN_FLIGHT sampled frames before it is handed out."""
+    waiting: collections.deque = collections.deque()
+    in_flight = 0
+    try:
+        for index, seconds, bgr in frames:
+            sampled = index % every == 0
+            if not (sampled or all_frames):
+                continue
+            waiting.append((index, seconds, bgr, workers.submit(classify, bgr) if sampled else None))
+            in_flight += sampled
+            while in_flight >= FRAMES_IN_FLIGHT:
+                frame = waiting.popleft()
+                in_flight -= frame[3] is not None
+                yield frame
+        while waiting:
+            yield waiting.popleft()
+    finally:  # a stream that ended early leaves frames classified ahead of it
+        for *_, classified in waiting:
+            if classified is not None:
+                classified.cancel()
+
+
 # --- Recognizer ---------------------------------------------------------------------------------------
 
 
@@ -433,6 +477,7 @@ class Recognizer:
         self.upsample = upsample
         self.landmark_model = landmark_model
         self._close = close
+        self._workers: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_export(cls, path: str | os.PathLike, *, upsample: int = 0,
@@ -499,9 +544,18 @@ class Recognizer:
                    close=client.close)
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True, cancel_futures=True)
+            self._workers = None
         if self._close is not None:
             self._close()
             self._close = None
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        # Kept from one video to the next: each worker thread makes its own dlib detector once (0.3 s).
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(max_workers=FRAMES_IN_FLIGHT, thread_name_prefix="emopy-predict")
+        return self._workers
 
     def __enter__(self) -> "Recognizer":
         return self
@@ -585,24 +639,22 @@ class Recognizer:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         bar = tqdm(total=total if total > 0 else None, desc=Path(name).name, unit="frame", leave=False,
                    file=progress_file or sys.stderr, disable=not progress)
-        start, index, latest = time.monotonic(), 0, empty_table(self.classes)
+        latest = empty_table(self.classes)
+        # Sampled frames are classified on worker threads, a few frames ahead of the one being reported: dlib
+        # and TensorFlow both let go of the GIL, so the next frames' faces are found while this one's are
+        # tracked, tabled and drawn. Tracking and smoothing still see the frames in order.
+        ahead = _classified_ahead(_read_frames(capture, fps, max_frames, bar), every, self._worker_pool(),
+                                  self._classify_bgr, all_frames=sink is not None or show)
         try:
-            while max_frames is None or index < max_frames:
-                ok, bgr = capture.read()
-                if not ok or bgr is None:
-                    break
-                bar.update()
-                if index % every == 0:
-                    seconds = index / fps if fps else time.monotonic() - start
-                    rgb = faces.load_image(bgr, channel_order="bgr")
-                    found, probabilities = self.classify_faces(rgb)
+            for index, seconds, bgr, classified in ahead:
+                if classified is not None:
+                    found, probabilities = classified.result()
                     ids, probabilities = tracker.update([face.box for face in found], probabilities)
                     latest = face_table(found, probabilities, ids, self.classes, file=name, frame=index,
                                         seconds=seconds)
                     yield latest
-                index += 1
                 if sink is None and not show:
-                    continue
+                    continue  # only sampled frames come
                 # Frames between samples keep the last sample's overlays, so the annotated video keeps its pace.
                 drawn = cv2.cvtColor(annotate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), latest), cv2.COLOR_RGB2BGR)
                 if sink is not None:
@@ -612,12 +664,16 @@ class Recognizer:
                     if cv2.waitKey(1) & 0xFF in QUIT_KEYS:
                         break
         finally:
+            ahead.close()
             bar.close()
             capture.release()
             if sink is not None:
                 sink.close()
             if show:
                 cv2.destroyWindow(LIVE_WINDOW)
+
+    def _classify_bgr(self, bgr: np.ndarray) -> tuple[list[faces.Face], np.ndarray]:
+        return self.classify_faces(faces.load_image(bgr, channel_order="bgr"))
 
     def predict(self, path: str | os.PathLike, **video_options: Any) -> pd.DataFrame:
         """A photo's or a video's rows, told apart by the file's extension (video options: see predict_video)."""

@@ -118,10 +118,24 @@ def test_a_video_gives_rows_for_every_kth_frame_with_one_stable_face_id(recogniz
     assert table["box"].iloc[-1][0] < table["box"].iloc[0][0] - 30
 
 
+def test_frames_classified_ahead_give_the_rows_of_one_frame_at_a_time(recognizer, video):
+    # Frames are classified on worker threads a few ahead: the rows must still be each frame's own, in order.
+    capture, frames = cv2.VideoCapture(str(video)), []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    table = recognizer.predict_video(video, every=3)
+    one_by_one = [recognizer.predict_frame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for frame in frames[::3]]
+    assert table["frame"].tolist() == list(range(0, len(frames), 3))
+    assert table["box"].tolist() == [rows["box"].iloc[0] for rows in one_by_one]
+    np.testing.assert_allclose(_probabilities(table), np.concatenate([_probabilities(rows) for rows in one_by_one]),
+                               atol=1e-6)
+
+
 def test_a_capture_source_streams_one_table_per_sampled_frame_as_it_comes(recognizer, video):
     capture = cv2.VideoCapture(str(video))  # what cv2.VideoCapture(0) would be for a webcam
     stream = recognizer.stream(capture, every=5, name="webcam:0")
-    first = next(stream)  # rows of the first frame before the rest is read
+    first = next(stream)  # rows of the first frame before the capture ends
     assert first["frame"].tolist() == [0] and first["file"].tolist() == ["webcam:0"]
     rest = list(stream)
     assert [table["frame"].tolist() for table in rest] == [[5], [10], [15]]
