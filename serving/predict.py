@@ -621,12 +621,16 @@ class Recognizer:
                progress: bool = False, progress_file: TextIO | None = None) -> Iterator[pd.DataFrame]:
         """One table per sampled frame (every `every`-th, from the first), as frames arrive; empty without faces.
 
+        Sampled frames are classified on the Recognizer's worker threads, up to FRAMES_IN_FLIGHT at once, so a
+        frame's table comes once the next FRAMES_IN_FLIGHT - 1 sampled frames have been read and started.
+
         capture: cv2.VideoCapture(index or path) or anything with read()/get()/release(); released at the end.
         smoothing: per face id, an exponential moving average of probabilities (see FaceTracker).
         annotate_to: also write every frame, with the latest sampled frame's faces drawn, to this MP4.
         show: a live window with the same overlays (q or Esc ends the stream); needs an OpenCV with a GUI.
         max_frames: stop after reading this many frames (a webcam never ends by itself).
-        `time` is the frame's index over the capture's frame rate, or seconds since the start if it has none.
+        `time` is the frame's index over the capture's frame rate, or, if it has none, the seconds from the start
+        to when the frame was read.
         """
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
