@@ -275,7 +275,8 @@ def _shape_predictor(path: str):
 
 
 def load_models(landmark_model: str | os.PathLike | None = None) -> None:
-    """Creates this process's detector and shape predictor now (for a Beam DoFn's setup), not on first use."""
+    """Creates the calling thread's detector and the process's shape predictor now (for a Beam DoFn's setup),
+    not on first use."""
     _frontal_face_detector()
     _shape_predictor(str(landmark_model_path(landmark_model)))
 

@@ -644,9 +644,8 @@ class Recognizer:
         bar = tqdm(total=total if total > 0 else None, desc=Path(name).name, unit="frame", leave=False,
                    file=progress_file or sys.stderr, disable=not progress)
         latest = empty_table(self.classes)
-        # Sampled frames are classified on worker threads, a few frames ahead of the one being reported: dlib
-        # and TensorFlow both let go of the GIL, so the next frames' faces are found while this one's are
-        # tracked, tabled and drawn. Tracking and smoothing still see the frames in order.
+        # Classifying ahead pays because dlib and TensorFlow let go of the GIL: the next frames' faces are found
+        # while this one's are tracked, tabled and drawn.
         ahead = _classified_ahead(_read_frames(capture, fps, max_frames, bar), every, self._worker_pool(),
                                   self._classify_bgr, all_frames=sink is not None or show)
         try:
