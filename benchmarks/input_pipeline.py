@@ -5,9 +5,9 @@ Run: python benchmarks/input_pipeline.py [--workdir DIR] [--rows 35887] [--batch
 1. Builds a full-size fer2013 (Kaggle's 35,887 rows, real face crops; reused from --workdir if there) with
    `emopy build`.
 2. Baseline, in the same run: a Python generator in the original Emopy's style, which decoded each image with
-   cv2 and recomputed its dlib landmarks (and the three landmark inputs, in numpy) for every batch, every epoch.
-3. examples/s of each pipeline kind (image, landmarks, image+landmarks) in training mode (shuffle, augmentation,
-   landmark features), over a warm epoch (the cache is filled by the first) and the first (cold) epoch.
+   cv2 and recomputed its dlib landmarks for every batch, every epoch (the landmark features are the model's now).
+3. examples/s of each pipeline kind (image, landmarks, image+landmarks) in training mode (shuffle, augmentation),
+   over a warm epoch (the cache is filled by the first) and the first (cold) epoch.
 4. Training steps/s of each model on CPU, fed batches already in memory: what a model consumes.
 Target: every pipeline kind >= 10x the generator, and >= 3x the examples/s of the fastest model.
 """
@@ -65,19 +65,14 @@ def original_style_generator(data_dir: Path, batch_size: int):
     faces.load_models()
     while True:
         for start in range(0, len(encoded) - batch_size + 1, batch_size):
-            images, points, distances, angles, labels = [], [], [], [], []
+            images, points, labels = [], [], []
             for png, label in encoded[start:start + batch_size]:
                 image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
-                landmarks = faces.find_faces(image, already_cropped=True)[0].landmarks
-                centred = landmarks - landmarks.mean(axis=0)
-                distance = np.linalg.norm(centred, axis=1)
-                scale = np.sqrt(np.mean(distance ** 2))
-                images.append(image[:, :, None].astype(np.float32) / 255.0)
-                points.append(centred / scale)
-                distances.append(distance / scale)
-                angles.append(centred / distance[:, None])
+                # What emopy's pipeline hands the model: uint8 pixels and landmarks (the model computes the rest).
+                images.append(image[:, :, None])
+                points.append(faces.find_faces(image, already_cropped=True)[0].landmarks)
                 labels.append(label)
-            yield np.stack(images), np.stack(points), np.stack(distances), np.stack(angles), np.array(labels)
+            yield np.stack(images), np.stack(points), np.array(labels)
 
 
 def examples_per_second(batches, batch_size: int, count: int) -> float:

@@ -64,6 +64,9 @@ EYE_LINE = 0.30
 
 ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
 
+# Where a crop's landmarks come from: the photo's fit mapped into the crop, or a fresh fit on the crop itself.
+LANDMARK_FITS = ("photo", "crop")
+
 
 class ImageError(ValueError):
     """An image that cannot be read: corrupt, unsupported, or too large to decode safely."""
@@ -117,18 +120,32 @@ class FaceSpec:
     margin: context added on each side of the face square, as a fraction of its side.
     align: rotate so the eyes are level (otherwise only scale and centre on the eyes).
     grayscale: one channel instead of RGB.
+    eye_distance, eye_line: how far apart the eye centres are, and how far down the face square they sit,
+      in units of its side.
+    landmarks: "photo", the landmarks fitted in the photo on the detector's box, mapped into the crop; or
+      "crop", fitted afresh on the crop with the whole crop as the face box (how fer2013's builder fits them).
+    framing: the name of this geometry: "emopy" (emopy's own crops) or "fer2013" (Kaggle's, see FER2013_FRAMING).
     """
 
     crop_size: int = 48
     margin: float = 0.2
     align: bool = True
     grayscale: bool = True
+    eye_distance: float = EYE_DISTANCE
+    eye_line: float = EYE_LINE
+    landmarks: str = "photo"
+    framing: str = "emopy"
 
     def __post_init__(self):
         if not isinstance(self.crop_size, int) or self.crop_size < 8:
             raise ValueError(f"FaceSpec.crop_size must be an integer >= 8, got {self.crop_size!r}")
         if not 0 <= self.margin <= 2:
             raise ValueError(f"FaceSpec.margin must be in [0, 2], got {self.margin!r}")
+        if not (0 < self.eye_distance < 1 and 0 < self.eye_line < 1):
+            raise ValueError(f"FaceSpec.eye_distance and eye_line must be in (0, 1), got {self.eye_distance!r} "
+                             f"and {self.eye_line!r}")
+        if self.landmarks not in LANDMARK_FITS:
+            raise ValueError(f"FaceSpec.landmarks must be one of {LANDMARK_FITS}, got {self.landmarks!r}")
 
     @property
     def channels(self) -> int:
@@ -144,6 +161,16 @@ class FaceSpec:
         if unknown:
             raise ValueError(f"unknown FaceSpec fields: {sorted(unknown)}")
         return cls(**fields)
+
+
+# fer2013's own framing (Kaggle's crops), as a photo's face must be cut to look like them. Measured by
+# benchmarks/crop_contract.py --measure-framing on 800 training faces scaled up 4x and placed in photos: the
+# eye centres that dlib finds there, mapped back into the 48x48 crop, lie a median 17.4 px apart with their
+# midpoint at (23.5, 18.7); the eye line is not levelled (roll spread 9.5 degrees). Re-framing the crops with
+# emopy's own FaceSpec instead would reach outside 98% of them, the crops being tighter than it. The builder
+# fits landmarks with the whole 48x48 crop as the face box, so prediction fits them on its crop the same way.
+FER2013_FRAMING = FaceSpec(crop_size=48, margin=0.0, align=False, eye_distance=17.4 / 48, eye_line=18.7 / 48,
+                           landmarks="crop", framing="fer2013")
 
 
 # --- Images -------------------------------------------------------------------------------------------
@@ -435,7 +462,7 @@ def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def alignment_transform(landmarks: np.ndarray, spec: FaceSpec) -> np.ndarray:
     """The (2, 3) affine map from image pixels to crop pixels for a face with these landmarks.
 
-    The eyes land at fixed places in the crop: `EYE_DISTANCE` apart and on `EYE_LINE` of the face square,
+    The eyes land at fixed places in the crop: `spec.eye_distance` apart and on `spec.eye_line` of the face square,
     which fills the crop but for `spec.margin` on each side. With `spec.align` the eyes are also levelled.
     """
     right_eye, left_eye = eye_centres(landmarks)
@@ -444,11 +471,11 @@ def alignment_transform(landmarks: np.ndarray, spec: FaceSpec) -> np.ndarray:
     if eye_distance < 1e-3:
         raise ValueError("landmarks have both eyes at the same point; cannot align")
     face_side = spec.crop_size / (1.0 + 2.0 * spec.margin)
-    scale = EYE_DISTANCE * face_side / eye_distance
+    scale = spec.eye_distance * face_side / eye_distance
     angle = math.degrees(math.atan2(delta[1], delta[0])) if spec.align else 0.0
     eyes_midpoint = (right_eye + left_eye) / 2.0
     matrix = cv2.getRotationMatrix2D((float(eyes_midpoint[0]), float(eyes_midpoint[1])), angle, scale)
-    target = np.array([spec.crop_size / 2.0, (spec.margin + EYE_LINE) * face_side])
+    target = np.array([spec.crop_size / 2.0, (spec.margin + spec.eye_line) * face_side])
     matrix[:, 2] += target - eyes_midpoint
     return matrix
 
@@ -459,12 +486,17 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
-def align_face(image: ImageLike, landmarks: np.ndarray, spec: FaceSpec) -> AlignedFace:
-    """The face crop described by `spec`, with its landmarks mapped into crop pixels."""
+def align_face(image: ImageLike, landmarks: np.ndarray, spec: FaceSpec, *,
+               landmark_model: str | os.PathLike | None = None) -> AlignedFace:
+    """The face crop described by `spec`, with its landmarks in crop pixels, obtained as `spec.landmarks` says."""
     rgb = load_image(image)
     matrix = alignment_transform(landmarks, spec)
     crop = _warp(rgb, matrix, spec.crop_size, grayscale=spec.grayscale)
-    return AlignedFace(crop if crop.ndim == 3 else crop[:, :, np.newaxis], transform_points(landmarks, matrix), matrix)
+    if spec.landmarks == "crop":
+        crop_landmarks = _fit(_gray(crop), whole_image_box(crop), landmark_model)
+    else:
+        crop_landmarks = transform_points(landmarks, matrix)
+    return AlignedFace(crop if crop.ndim == 3 else crop[:, :, np.newaxis], crop_landmarks, matrix)
 
 
 def rescale_points(points, scale):
@@ -514,4 +546,4 @@ def preprocess(
     """Every face in a photo, detected and cropped as `spec` says, largest first: what prediction uses."""
     rgb = load_image(image)
     faces = find_faces(rgb, upsample=upsample, already_cropped=already_cropped, landmark_model=landmark_model)
-    return [(face, align_face(rgb, face.landmarks, spec)) for face in faces]
+    return [(face, align_face(rgb, face.landmarks, spec, landmark_model=landmark_model)) for face in faces]

@@ -4,9 +4,9 @@
     spec = models.InputSpec(kind="image", image_size=48)
     model = models.build("vgg", spec, num_classes=7)
 
-Every model takes a dict of named inputs (see `input_shapes`) and ends in a float32 output layer, so that it
-trains under mixed precision. Images are float32 in [0, 1]; landmark features are those of
-`pipeline.features.landmark_features`.
+Every model takes a dict of named inputs (see `input_shapes`): what a face crop really is, uint8 pixels at
+the crop size and the 68 landmarks in crop pixels. Its first layers turn them into network numbers
+(`models.preprocessing`), and it ends in a float32 output layer, so that it trains under mixed precision.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Callable
 
 import tf_keras as keras
 
+from models import preprocessing
+
 # What each input kind feeds the model, by input name.
 INPUT_KINDS = ("image", "landmarks", "image_landmarks", "image_sequence", "landmark_sequence")
-LANDMARK_INPUTS = ("landmark_points", "landmark_distances", "landmark_angles")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,27 +59,29 @@ class InputSpec:
 
 
 def input_shapes(spec: InputSpec) -> dict[str, tuple[int, ...]]:
-    """The model's named inputs and their shapes (without the batch dimension)."""
+    """The model's named inputs and their shapes (without the batch dimension): `image` (or `frames`), uint8
+    pixels, and `landmarks`, float32 (x, y) in the pixels of that image."""
     image = (spec.image_size, spec.image_size, spec.channels)
-    points = spec.num_landmarks
-    landmarks = {
-        "landmark_points": (points, 2),  # centred on the centroid, in units of the RMS radius
-        "landmark_distances": (points,),  # distance of each point to the centroid, same units
-        "landmark_angles": (points, 2),  # (cos, sin) of each point's angle around the centroid
-    }
+    points = (spec.num_landmarks, 2)
     time = (spec.sequence_length,)
     return {
         "image": {"image": image},
-        "landmarks": landmarks,
-        "image_landmarks": {"image": image, **landmarks},
+        "landmarks": {"landmarks": points},
+        "image_landmarks": {"image": image, "landmarks": points},
         "image_sequence": {"frames": time + image},
-        "landmark_sequence": {name: time + shape for name, shape in landmarks.items()},
+        "landmark_sequence": {"landmarks": time + points},
     }[spec.kind]
 
 
+def input_dtype(name: str) -> str:
+    """uint8 for pixels, float32 for landmarks."""
+    return "float32" if name == "landmarks" else "uint8"
+
+
 def inputs(spec: InputSpec) -> dict[str, keras.Input]:
-    """keras.Input layers named and shaped as `input_shapes` says."""
-    return {name: keras.Input(shape=shape, name=name) for name, shape in input_shapes(spec).items()}
+    """keras.Input layers named, shaped and typed as `input_shapes` and `input_dtype` say."""
+    return {name: keras.Input(shape=shape, name=name, dtype=input_dtype(name))
+            for name, shape in input_shapes(spec).items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +138,7 @@ def recipe(name: str) -> dict:
 
 def custom_objects() -> dict[str, Callable]:
     """Every custom layer and loss, for keras.models.load_model."""
-    objects = {}
+    objects = dict(preprocessing.CUSTOM_OBJECTS)
     for name in ARCHITECTURES:
         objects.update(getattr(_module(name), "CUSTOM_OBJECTS", {}))
     return objects

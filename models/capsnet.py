@@ -32,7 +32,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs
+from models import InputSpec, inputs, preprocessing
 
 # Keeps the norm of an all-zero capsule differentiable.
 _EPSILON = 1e-7
@@ -204,7 +204,7 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     # He rather than Glorot: from Glorot's smaller start on a 9x9x1 kernel, primary capsules begin near length
     # 0.01 (here ~0.75) and class capsules near 0.001 (here ~0.4), where squashing passes little gradient.
     x = layers.Conv2D(128, 9, strides=2, activation="relu", kernel_initializer="he_normal", name="conv")(
-        model_inputs["image"]
+        preprocessing.scaled_pixels(model_inputs["image"])
     )
     x = PrimaryCapsules(capsules=8, dim=8, kernel_size=9, strides=2, name="primary_capsules")(x)
     x = ClassCapsules(num_classes, dim=16, routings=3, name="class_capsules")(x)

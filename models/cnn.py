@@ -12,7 +12,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs
+from models import InputSpec, inputs, preprocessing
 
 FILTERS = (32, 64, 128)
 # Rows of the face (brows, eyes, mouth) stay apart on a 3x3 grid, which global pooling would merge.
@@ -20,7 +20,7 @@ GRID = 3
 
 
 def features(image, dropout: float = 0.2):
-    """The conv blocks and the 128-unit dense layer, applied to an image tensor [B, S, S, C]; returns [B, 128].
+    """The conv blocks and the 128-unit dense layer, applied to scaled pixels [B, S, S, C]; returns [B, 128].
 
     Shared with `multi_input` and, per frame, with `image_lstm`.
     """
@@ -41,7 +41,7 @@ def features(image, dropout: float = 0.2):
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
     """The image CNN for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities."""
     model_inputs = inputs(input_spec)
-    x = features(model_inputs["image"])
+    x = features(preprocessing.scaled_pixels(model_inputs["image"]))
     logits = layers.Dense(num_classes, name="logits")(x)
     # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
     outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, cnn, inputs
+from models import InputSpec, cnn, inputs, preprocessing
 
 
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
     """The image LSTM for `input_spec` (kind "image_sequence"), ending in `num_classes` float32 probabilities."""
     model_inputs = inputs(input_spec)
-    frame_shape = tuple(model_inputs["frames"].shape[2:])
+    frames = preprocessing.scaled_pixels(model_inputs["frames"])
     # A nested model, so that TimeDistributed applies one set of CNN weights to every frame.
-    frame = keras.Input(shape=frame_shape, name="frame")
+    frame = keras.Input(shape=tuple(frames.shape[2:]), name="frame")
     encoder = keras.Model(frame, cnn.features(frame), name="frame_encoder")
-    x = layers.TimeDistributed(encoder, name="frame_features")(model_inputs["frames"])
+    x = layers.TimeDistributed(encoder, name="frame_features")(frames)
     x = layers.LSTM(64, name="lstm")(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     logits = layers.Dense(num_classes, name="logits")(x)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import LANDMARK_INPUTS, InputSpec, inputs
+from models import InputSpec, inputs, preprocessing
 
 
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
@@ -18,8 +18,10 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     probabilities."""
     model_inputs = inputs(input_spec)
     steps = input_spec.sequence_length
+    features = preprocessing.landmark_feature_inputs(model_inputs["landmarks"])
     per_frame = [
-        layers.Reshape((steps, -1), name=f"{name}_per_frame")(model_inputs[name]) for name in LANDMARK_INPUTS
+        layers.Reshape((steps, -1), name=f"{name}_per_frame")(features[name])
+        for name in preprocessing.LANDMARK_FEATURES
     ]
     x = layers.Concatenate(name="frame_features")(per_frame)
     x = layers.LSTM(64, return_sequences=True, name="lstm_1")(x)

@@ -9,15 +9,15 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, cnn, inputs, landmarks
+from models import InputSpec, cnn, inputs, landmarks, preprocessing
 
 
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
     """The joined network for `input_spec` (kind "image_landmarks"), ending in `num_classes` float32
     probabilities."""
     model_inputs = inputs(input_spec)
-    image = cnn.features(model_inputs["image"])
-    points = landmarks.features(model_inputs)
+    image = cnn.features(preprocessing.scaled_pixels(model_inputs["image"]))
+    points = landmarks.features(preprocessing.landmark_feature_inputs(model_inputs["landmarks"]))
     x = layers.Concatenate(name="joined")([image, points])
     x = layers.Dense(256, activation="relu", name="joined_dense")(x)
     x = layers.Dropout(0.2, name="joined_dropout")(x)

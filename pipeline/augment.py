@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from emopy_tfds.faces import MIRRORED_LANDMARKS
 
+PIXEL_MAX = 255.0  # uint8
+
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
@@ -22,7 +24,7 @@ class Augmentation:
     rotation_degrees: float = 10.0
     shift: float = 0.1  # of the image side
     zoom: float = 0.1  # the scale lies in [1 - zoom, 1 + zoom]
-    brightness: float = 0.1  # added, on images in [0, 1]
+    brightness: float = 0.1  # added, as a share of the pixel range
     contrast: float = 0.2  # the contrast factor lies in [1 - contrast, 1 + contrast]
 
 
@@ -48,8 +50,9 @@ def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
             augmentation: Augmentation = Augmentation()) -> tuple[tf.Tensor | None, tf.Tensor]:
     """Randomly flipped, rotated, shifted, zoomed, brightened and contrasted copies of a batch.
 
-    images: float [B, (T,) S, S, C] in [0, 1], or None for landmark-only inputs; landmarks: [B, (T,) 68, 2].
-    The frames of a sequence share one draw, so a sequence stays a coherent clip.
+    images: uint8 [B, (T,) S, S, C], or None for landmark-only inputs; landmarks: [B, (T,) 68, 2]. The copies
+    are uint8 too, rounded: the model is fed only what a face crop can be. The frames of a sequence share
+    one draw, so a sequence stays a coherent clip.
     """
     landmarks = tf.cast(landmarks, tf.float32)
     batch = tf.shape(landmarks)[0]
@@ -97,6 +100,7 @@ def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
         contrast = per_frame(_uniform(batch, augmentation.contrast, 1.0))[:, None, None, None]
         brightness = per_frame(_uniform(batch, augmentation.brightness))[:, None, None, None]
         mean = tf.reduce_mean(flat_images, axis=[1, 2, 3], keepdims=True)
-        flat_images = tf.clip_by_value((flat_images - mean) * contrast + mean + brightness, 0.0, 1.0)
+        flat_images = (flat_images - mean) * contrast + mean + brightness * PIXEL_MAX
+        flat_images = tf.cast(tf.round(tf.clip_by_value(flat_images, 0.0, PIXEL_MAX)), tf.uint8)
         images = tf.reshape(flat_images, tf.shape(images))
     return images, tf.reshape(flat_landmarks, tf.shape(landmarks))

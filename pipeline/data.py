@@ -6,8 +6,9 @@
                          class_weights=data.balanced_class_weights(data.label_counts(config, "train")))
 
 Each example is decoded, resized to the model's input, given its label in the chosen scheme and cached in
-memory once; shuffling, batching, augmentation (images and landmarks together) and the landmark features then
-run in-graph every epoch. Examples whose emotion has no class in the scheme (e.g. CK+ contempt under fer2013's
+memory once; shuffling, batching and augmentation (images and landmarks together) then run in-graph every
+epoch. Batches hold what a face crop really is, uint8 pixels and landmarks in crop pixels: scaling and the
+landmark features are the model's own first layers (models.preprocessing). Examples whose emotion has no class in the scheme (e.g. CK+ contempt under fer2013's
 labels) are left out, and `label_counts` counts them.
 
 CK+ has one split; its subject-independent folds make three: `test` is fold `test_fold`, `validation` the
@@ -25,7 +26,6 @@ import tensorflow as tf
 import models
 from emopy_tfds import faces, labels
 from pipeline import augment as augment_lib
-from pipeline.features import landmark_features
 
 SPLITS = ("train", "validation", "test")
 TASKS = ("emotion", "facs")
@@ -137,9 +137,11 @@ def face_spec(config: DataConfig, spec: models.InputSpec) -> faces.FaceSpec:
     """How a photo's face must be cropped to look like this run's training inputs."""
     builder = _builder(config.sources[-1], config.data_dir)
     stored = builder.info.metadata.get("face_spec") if builder.info.metadata else None
-    # fer2013's crops came from Kaggle, not from emopy; the default spec (48 px, eyes levelled) is the
-    # closest emopy can make of a photo's face.
-    base = faces.FaceSpec.from_json(stored) if stored else faces.FaceSpec()
+    if not stored:
+        raise DatasetNotBuiltError(
+            f"{config.sources[-1].tfds_name} in {config.data_dir} was built by an older emopy that did not record "
+            f"how its faces are framed: rebuild it with `emopy build ... --overwrite`")
+    base = faces.FaceSpec.from_json(stored)
     return dataclasses.replace(base, crop_size=spec.image_size, grayscale=spec.channels == 1)
 
 
@@ -184,20 +186,40 @@ def _target(example, source: Source, config: DataConfig) -> tf.Tensor:
     return tf.where(label >= 0, tf.gather(lookup, tf.maximum(label, 0)), tf.constant(-1, tf.int64))
 
 
+def _labels_only(source: Source, config: DataConfig, split: str) -> tf.data.Dataset:
+    import tensorflow_datasets as tfds
+
+    image_key = "frames" if source.sequences else "image"
+    return _read(source, config, split, decoders={image_key: tfds.decode.SkipDecoding()})
+
+
+def _index(example) -> tf.Tensor:
+    """The example's row in its source (fer2013's CSV row), or -1 for datasets that have none."""
+    return tf.cast(example["index"], tf.int64) if "index" in example else tf.constant(-1, tf.int64)
+
+
+def example_indices(config: DataConfig, split: str) -> np.ndarray:
+    """Each evaluated example's `index` (-1 where the dataset has none), in the order `batches` gives them
+    without training; reads no images."""
+    parts = []
+    for source in config.sources:
+        ds = _labels_only(source, config, split).map(
+            lambda example, source=source: (_index(example), _target(example, source, config)))
+        for index, target in ds.batch(4096).as_numpy_iterator():
+            parts.append(index[target >= 0] if config.task == "emotion" else index)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 def label_counts(config: DataConfig, split: str) -> dict:
     """{"classes": {name: count}, "left_out": examples with no class in the scheme} for one split.
 
     Reads labels only (images are not decoded), so it is cheap even on fer2013.
     """
-    import tensorflow_datasets as tfds
-
     names = class_names(config)
     counts = np.zeros(len(names), np.int64)
     left_out = 0
     for source in config.sources:
-        image_key = "frames" if source.sequences else "image"
-        ds = _read(source, config, split, decoders={image_key: tfds.decode.SkipDecoding()})
-        ds = ds.map(lambda example, source=source: _target(example, source, config), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _labels_only(source, config, split).map(lambda example, source=source: _target(example, source, config), num_parallel_calls=tf.data.AUTOTUNE)
         for target in ds.batch(4096).as_numpy_iterator():
             if config.task == "facs":
                 counts += target.sum(axis=0).astype(np.int64)
@@ -272,9 +294,7 @@ def examples(config: DataConfig, split: str, spec: models.InputSpec, *, shuffle_
 
 def model_inputs(records: dict, spec: models.InputSpec, augmentation: augment_lib.Augmentation | None = None) -> dict:
     """A batch of records as the model's named inputs (`models.input_shapes`), augmented when asked."""
-    images = None
-    if spec.uses_images:
-        images = tf.cast(records["image"], tf.float32) / 255.0
+    images = records["image"] if spec.uses_images else None
     points = records["landmarks"]
     if augmentation is not None:
         images, points = augment_lib.augment(images, points, spec.image_size, augmentation)
@@ -282,7 +302,7 @@ def model_inputs(records: dict, spec: models.InputSpec, augmentation: augment_li
     if spec.uses_images:
         inputs["frames" if spec.is_sequence else "image"] = images
     if spec.uses_landmarks:
-        inputs.update(landmark_features(points))
+        inputs["landmarks"] = points
     return inputs
 
 

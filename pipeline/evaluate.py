@@ -2,11 +2,13 @@
 
 For the facs task (multi-label action units) it reports per-AU precision, recall and F1 at a 0.5 threshold.
 The report goes to FILE.json (default RUN_DIR/evaluation-SPLIT.json), the confusion matrix also to
-RUN_DIR/confusion-SPLIT.png.
+RUN_DIR/confusion-SPLIT.png. For the emotion task each example's prediction goes to predictions-SPLIT.csv
+beside the report: its index, true and predicted class, and the probability of every class.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -71,6 +73,28 @@ def multilabel_report(true: np.ndarray, probabilities: np.ndarray, class_names: 
     }
 
 
+def write_predictions(path: str | os.PathLike, indices: Sequence[int], true_ids: Sequence[int],
+                      probabilities: np.ndarray, class_names: Sequence[str]) -> None:
+    """Writes one CSV row per example, in order: index, true and predicted (argmax) class names, then one
+    probability column per class.
+
+    indices: each example's `index` feature (fer2013's CSV row), -1 where the dataset has none; the example's
+    position is written instead.
+    """
+    indices, true_ids = np.asarray(indices, np.int64), np.asarray(true_ids, np.int64)
+    probabilities = np.asarray(probabilities, np.float32)
+    if not len(indices) == len(true_ids) == len(probabilities):
+        raise ValueError(f"{len(indices)} indices, {len(true_ids)} true classes and {len(probabilities)} "
+                         f"predictions: one of each per example")
+    indices = np.where(indices >= 0, indices, np.arange(len(indices)))
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["index", "true", "predicted", *class_names])
+        for index, true_id, row in zip(indices.tolist(), true_ids.tolist(), probabilities):
+            # str() of a float32 is its shortest decimal that reads back as the same float32.
+            writer.writerow([index, class_names[true_id], class_names[int(row.argmax())], *map(str, row)])
+
+
 def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike,
                    title: str) -> None:
     import matplotlib
@@ -103,6 +127,7 @@ def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLi
     from pipeline import data, train
 
     run_dir = Path(run_dir).expanduser()
+    output = Path(output) if output else run_dir / f"evaluation-{split}.json"
     record = train.load_config(run_dir)
     settings = record["train"]
     config = data.DataConfig(settings["dataset"], data_dir=settings["data_dir"], labels=settings["labels"],
@@ -126,9 +151,11 @@ def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLi
         plot_confusion(report["confusion_matrix"], class_names, picture,
                        f"{settings['model']} on {settings['dataset']} {split}: accuracy {report['accuracy']:.3f}")
         report["confusion_matrix_png"] = str(picture)
+        predictions = output.parent / f"predictions-{split}.csv"
+        write_predictions(predictions, data.example_indices(config, split), true, probabilities, class_names)
+        report["predictions_csv"] = str(predictions)
     report = {"run": str(run_dir), "split": split, "dataset": settings["dataset"], "model": settings["model"],
               "class_names": class_names, **report}
-    output = Path(output) if output else run_dir / f"evaluation-{split}.json"
     output.write_text(json.dumps(report, indent=2) + "\n")
     return report
 

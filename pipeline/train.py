@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
 MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
+# Every key of a model's RECIPE (models.recipe) that the trainer carries out; a recipe holds no others, so
+# it never claims training that does not happen (tests check every architecture's).
+RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "weight_decay",
+                         "plateau_monitor", "plateau_mode", "plateau_factor", "plateau_patience"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +139,19 @@ def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     recipe = models.recipe(config.model)
     learning_rate = config.learning_rate or recipe["learning_rate"]
     if recipe["optimizer"] == "sgd_nesterov":
-        return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9), nesterov=True,
-                                    weight_decay=recipe.get("weight_decay"))
+        return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9),
+                                    nesterov=recipe.get("nesterov", True), weight_decay=recipe.get("weight_decay"))
     return keras.optimizers.Adam(learning_rate)
+
+
+def plateau_callback(recipe: dict, patience: int) -> keras.callbacks.ReduceLROnPlateau:
+    """Reduce-on-plateau as a model's recipe says (plateau_monitor, plateau_mode, plateau_factor,
+    plateau_patience); by default, halve the learning rate when the validation loss has not improved for half
+    the early-stopping `patience`."""
+    return keras.callbacks.ReduceLROnPlateau(monitor=recipe.get("plateau_monitor", "val_loss"),
+                                             mode=recipe.get("plateau_mode", "auto"),
+                                             factor=recipe.get("plateau_factor", 0.5),
+                                             patience=recipe.get("plateau_patience", max(1, patience // 2)))
 
 
 def _metrics(config: TrainConfig) -> list:
@@ -234,7 +248,7 @@ def run(config: TrainConfig) -> dict:
         keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, config.patience // 2)),
+        plateau_callback(models.recipe(config.model), config.patience),
     ]
     if chief:
         callbacks += [keras.callbacks.TensorBoard(str(run_dir / "logs")),
@@ -266,7 +280,15 @@ def load_model(run_dir: str | os.PathLike) -> keras.Model:
     path = Path(run_dir).expanduser() / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a finished `emopy train` run?")
-    return keras.models.load_model(str(path), custom_objects=models.custom_objects(), compile=False)
+    model = keras.models.load_model(str(path), custom_objects=models.custom_objects(), compile=False)
+    spec = models.InputSpec(**load_config(run_dir)["input_spec"])
+    expected = {name: models.input_dtype(name) for name in models.input_shapes(spec)}
+    found = {name: tensor.dtype.name for name, tensor in zip(model.input_names, model.inputs)}
+    if found != expected:
+        raise ValueError(f"{run_dir} was trained by an older emopy whose models took preprocessed inputs "
+                         f"({', '.join(f'{k}: {v}' for k, v in found.items())}); models now take uint8 crops and "
+                         f"landmarks in crop pixels and preprocess them themselves: retrain it with `emopy train`")
+    return model
 
 
 def load_config(run_dir: str | os.PathLike) -> dict:

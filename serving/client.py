@@ -200,8 +200,11 @@ class EmotionClient:
         return self._predict(self.signature_name, inputs)
 
     def predict_pixels(self, images: np.ndarray, landmarks: Any = None) -> dict[str, Any]:
-        """Like `predict`, with preprocessed float32 pixels [B, S, S, C] (the model's face spec) instead of bytes."""
-        images = np.asarray(images, dtype=np.float32)
+        """Like `predict`, with uint8 face crops [B, S, S, C] at the model's size (cropped with its face spec)
+        instead of bytes."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise TypeError(f"face crops must be uint8 pixels, got {images.dtype}")
         inputs = {"image": images if images.ndim == 4 else images[np.newaxis]}
         if landmarks is not None:
             inputs["landmarks"] = _landmark_batch(landmarks, len(inputs["image"]))

@@ -9,12 +9,15 @@
 Signatures (DESIGN.md, "Serving contract"):
   serving_default  image_bytes: string [batch] encoded face crops of any size (+ landmarks: float [batch, 68, 2],
                    in the pixels of the crop sent) -> probabilities [batch, K], classes [batch], class_ids [batch]
-  pixels           image: float [batch, S, S, C] preprocessed face pixels in [0, 1] (+ landmarks in those
-                   pixels) -> the same outputs
+  pixels           image: uint8 [batch, S, S, C] face crops at the model's size, cropped with its face_spec.json
+                   (+ landmarks in those pixels) -> the same outputs
   classify         inputs: serialized tf.Example [batch] with image_bytes (+ landmarks, 136 floats)
                    -> classes [batch, K], scores [batch, K]: what TF Serving's Classify API calls
 Sequence models take [batch, T] bytes, [batch, T, S, S, C] pixels and [batch, T, 68, 2] landmarks, and have no
 classify signature (a tf.Example has no natural place for a clip).
+
+Every signature hands the Keras model what training fed it, uint8 crops and landmarks in crop pixels; the
+model's own first layers scale the pixels and compute the landmark features (models.preprocessing).
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import tensorflow as tf
 import models
 from emopy_tfds import faces
 from pipeline import train
-from pipeline.features import landmark_features
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -48,17 +50,16 @@ num_batch_threads { value: 4 }
 
 
 def _decode_crop(encoded: tf.Tensor, size: int, channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """One encoded crop -> float [size, size, channels] in [0, 1], and its original (height, width)."""
+    """One encoded crop -> uint8 [size, size, channels], and its original (height, width)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
     original = tf.cast(tf.shape(image)[:2], tf.float32)
-    pixels = tf.image.convert_image_dtype(image, tf.float32)
     if channels == 1:
         # The same weights as OpenCV's RGB2GRAY, which made the training crops (faces.align_face).
-        pixels = tf.image.rgb_to_grayscale(pixels)
+        image = tf.image.rgb_to_grayscale(image)
     # Antialiased bilinear: area-like when shrinking, bilinear when enlarging, the identity at the model's size.
-    pixels = tf.image.resize(pixels, [size, size], method="bilinear", antialias=True)
-    return pixels, original
+    pixels = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(pixels, 0, 255)), tf.uint8), original
 
 
 class ServingModule(tf.Module):
@@ -75,7 +76,7 @@ class ServingModule(tf.Module):
         time = (None,) if spec.is_sequence else ()
         image_shape = (None, *time, spec.image_size, spec.image_size, spec.channels)
         bytes_spec = tf.TensorSpec([None, *time], tf.string, name="image_bytes")
-        pixels_spec = tf.TensorSpec(image_shape, tf.float32, name="image")
+        pixels_spec = tf.TensorSpec(image_shape, tf.uint8, name="image")
         landmarks_spec = tf.TensorSpec([None, *time, spec.num_landmarks, 2], tf.float32, name="landmarks")
         if spec.uses_landmarks:
             # Landmark-only models take the crop too: its size says what the landmarks' pixels are.
@@ -95,7 +96,7 @@ class ServingModule(tf.Module):
         flat = tf.reshape(image_bytes, [-1])
         pixels, originals = tf.map_fn(
             lambda encoded: _decode_crop(encoded, size, channels), flat,
-            fn_output_signature=(tf.TensorSpec([size, size, channels], tf.float32), tf.TensorSpec([2], tf.float32)))
+            fn_output_signature=(tf.TensorSpec([size, size, channels], tf.uint8), tf.TensorSpec([2], tf.float32)))
         leading = tf.shape(image_bytes)
         pixels = tf.reshape(pixels, tf.concat([leading, [size, size, channels]], 0))
         originals = tf.reshape(originals, tf.concat([leading, [2]], 0))
@@ -106,7 +107,7 @@ class ServingModule(tf.Module):
         if self.spec.uses_images:
             inputs["frames" if self.spec.is_sequence else "image"] = pixels
         if self.spec.uses_landmarks:
-            inputs.update(landmark_features(landmarks))
+            inputs["landmarks"] = landmarks
         return inputs
 
     def _outputs(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -189,8 +190,7 @@ def warmup_records(spec: models.InputSpec, face: faces.AlignedFace, model_name: 
     length = (spec.sequence_length,) if spec.is_sequence else ()
     encoded = faces.encode_png(face.image)
     image_bytes = np.full((1, *length), encoded, dtype=object)
-    pixels = np.broadcast_to(face.image.astype(np.float32) / 255.0,
-                             (1, *length, *face.image.shape)).copy()
+    pixels = np.broadcast_to(face.image, (1, *length, *face.image.shape)).copy()
     if spec.channels == 3 and pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
     landmarks = np.broadcast_to(face.landmarks, (1, *length, *face.landmarks.shape)).astype(np.float32)

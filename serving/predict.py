@@ -4,8 +4,8 @@ Every frame goes through the steps training went through, so the model sees face
 
 1. detect faces and their 68 landmarks (emopy_tfds.faces, dlib);
 2. crop and align each face with the FaceSpec saved in the model's assets;
-3. classify the crops through the export's `pixels` signature (locally with tf.saved_model.load, or over
-   gRPC through serving.client.EmotionClient).
+3. classify the uint8 crops (and their landmarks) through the export's `pixels` signature (locally with
+   tf.saved_model.load, or over gRPC through serving.client.EmotionClient); the model scales them itself.
 
 Results are pandas DataFrames with one row per face per frame, columns in this order:
 
@@ -84,8 +84,8 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
-# Probabilities [B, K] of B aligned crops: float32 pixels [B, S, S, C] in [0, 1] and, for models that take
-# them, landmarks [B, 68, 2] in crop pixels (None otherwise).
+# Probabilities [B, K] of B aligned crops: uint8 pixels [B, S, S, C] and, for models that take them,
+# landmarks [B, 68, 2] in crop pixels (None otherwise).
 Classifier = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
@@ -135,8 +135,8 @@ def affect(probabilities: np.ndarray, classes: Sequence[str]
 
 
 def model_pixels(crops: Sequence[np.ndarray], channels: int) -> np.ndarray:
-    """Aligned uint8 crops (S, S, C) as the float32 batch [B, S, S, channels] in [0, 1] that training fed."""
-    batch = np.stack(crops).astype(np.float32) / 255.0
+    """Aligned uint8 crops (S, S, C) as the uint8 batch [B, S, S, channels] that training fed."""
+    batch = np.stack(crops)
     if batch.shape[-1] == 1 and channels == 3:
         batch = np.repeat(batch, 3, axis=-1)  # as pipeline.data does for gray datasets and RGB models
     return batch
@@ -570,7 +570,7 @@ class Recognizer:
         found, crops, points = [], [], []
         for face in faces.find_faces(rgb, upsample=self.upsample, landmark_model=self.landmark_model):
             try:
-                aligned = faces.align_face(rgb, face.landmarks, self.face_spec)
+                aligned = faces.align_face(rgb, face.landmarks, self.face_spec, landmark_model=self.landmark_model)
             except ValueError:  # a fit with both eyes on one point: no face to speak of
                 continue
             found.append(face)
@@ -578,9 +578,16 @@ class Recognizer:
             points.append(aligned.landmarks)
         if not found:
             return [], np.zeros((0, len(self.classes)))
-        landmarks = np.stack(points).astype(np.float32) if self.inputs.uses_landmarks else None
-        probabilities = self._classify(model_pixels(crops, self.inputs.channels), landmarks)
-        return found, np.asarray(probabilities, dtype=np.float64)
+        return found, self.classify_crops(crops, np.stack(points))
+
+    def classify_crops(self, crops: Sequence[np.ndarray], landmarks: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities [B, K] of face crops already cut as `face_spec` says: uint8 (S, S, C) each, with their
+        landmarks [B, 68, 2] in crop pixels for models that take landmarks."""
+        if self.inputs.uses_landmarks and landmarks is None:
+            raise ValueError("this model takes landmarks: pass each crop's 68 landmarks in crop pixels")
+        points = np.asarray(landmarks, dtype=np.float32) if self.inputs.uses_landmarks else None
+        probabilities = self._classify(model_pixels(crops, self.inputs.channels), points)
+        return np.asarray(probabilities, dtype=np.float64)
 
     def predict_frame(self, image: faces.ImageLike, *, file: str = "<image>", frame: int = 0,
                       seconds: float = 0.0) -> pd.DataFrame:

@@ -40,7 +40,7 @@ class _LinearEmotionModel(tf.Module):
         self.face_spec_asset = tf.saved_model.Asset(face_spec_path)
 
     def scores(self, image: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
-        flat = tf.reshape(image, [-1, CROP_SIZE * CROP_SIZE])
+        flat = tf.reshape(tf.cast(image, tf.float32) / 255.0, [-1, CROP_SIZE * CROP_SIZE])
         logits = tf.matmul(flat, self.pixel_weights) + self.bias
         if landmarks is not None:
             logits += tf.matmul(tf.reshape(landmarks, [-1, NUM_LANDMARKS * 2]) / CROP_SIZE, self.landmark_weights)
@@ -51,9 +51,9 @@ class _LinearEmotionModel(tf.Module):
     def decode(self, image_bytes: tf.Tensor) -> tf.Tensor:
         def one(encoded: tf.Tensor) -> tf.Tensor:
             image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
-            return tf.image.resize(tf.cast(image, tf.float32) / 255.0, [CROP_SIZE, CROP_SIZE])
+            return tf.cast(tf.round(tf.image.resize(image, [CROP_SIZE, CROP_SIZE])), tf.uint8)
 
-        return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([CROP_SIZE, CROP_SIZE, 1], tf.float32))
+        return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([CROP_SIZE, CROP_SIZE, 1], tf.uint8))
 
     def classify(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         features = {"image_bytes": tf.io.FixedLenFeature([], tf.string)}
@@ -67,7 +67,7 @@ class _LinearEmotionModel(tf.Module):
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
-        pixels_spec = tf.TensorSpec([None, CROP_SIZE, CROP_SIZE, 1], tf.float32, name="image")
+        pixels_spec = tf.TensorSpec([None, CROP_SIZE, CROP_SIZE, 1], tf.uint8, name="image")
         landmarks_spec = tf.TensorSpec([None, NUM_LANDMARKS, 2], tf.float32, name="landmarks")
         serialized_spec = tf.TensorSpec([None], tf.string, name="inputs")
         if self.uses_landmarks:

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from emopy_tfds import faces
 from pipeline import augment
-from pipeline.features import landmark_features
+from models.preprocessing import landmark_features
 
 SIZE = 48
 
@@ -21,7 +21,7 @@ def aligned(astronaut, astronaut_face) -> faces.AlignedFace:
 
 
 def test_flip_twice_is_identity(aligned):
-    image = tf.constant(aligned.image[None], tf.float32)
+    image = tf.constant(aligned.image[None])
     points = tf.constant(aligned.landmarks[None])
     once = augment.flip(image, points)
     twice = augment.flip(*once)
@@ -66,10 +66,10 @@ def test_geometric_augmentation_moves_pixels_and_points_together():
     """A bright dot drawn at each landmark position ends up where the augmented landmark says."""
     rng = np.random.default_rng(0)
     points = np.round(rng.uniform(14, 34, size=(16, 68, 2))).astype(np.float32)
-    images = np.zeros((16, SIZE, SIZE, 1), np.float32)
+    images = np.zeros((16, SIZE, SIZE, 1), np.uint8)
     for image, landmarks in zip(images, points):
         x, y = landmarks[30].astype(int)
-        image[y - 1:y + 2, x - 1:x + 2, 0] = 1.0
+        image[y - 1:y + 2, x - 1:x + 2, 0] = 255
     only_geometry = augment.Augmentation(rotation_degrees=15, shift=0.1, zoom=0.1, brightness=0, contrast=0)
     tf.random.set_seed(3)
     out_images, out_points = augment.augment(tf.constant(images), tf.constant(points), SIZE, only_geometry)
@@ -77,14 +77,15 @@ def test_geometric_augmentation_moves_pixels_and_points_together():
         assert np.linalg.norm(_peak(image[:, :, 0]) - landmarks[30]) <= 1.5
 
 
-def test_sequences_share_one_draw_and_lighting_stays_in_range():
-    frames = tf.random.uniform([4, 5, SIZE, SIZE, 1])
+def test_sequences_share_one_draw_and_lighting_stays_uint8():
+    frames = tf.random.uniform([4, 5, SIZE, SIZE, 1], 0, 256, tf.int32)
+    frames = tf.cast(frames, tf.uint8)
     points = tf.tile(tf.random.uniform([4, 1, 68, 2], 10, 38), [1, 5, 1, 1])
     out_frames, out_points = augment.augment(frames, points, SIZE)
     assert out_frames.shape == frames.shape and out_points.shape == points.shape
     # The same points in every frame of a clip are moved the same way.
     np.testing.assert_allclose(out_points.numpy(), np.repeat(out_points.numpy()[:, :1], 5, axis=1), atol=1e-4)
-    assert 0.0 <= out_frames.numpy().min() and out_frames.numpy().max() <= 1.0
+    assert out_frames.dtype == tf.uint8
 
 
 def test_landmark_features_do_not_depend_on_position_or_size(aligned):

@@ -1,6 +1,8 @@
-"""Evaluation numbers against a hand computation on a tiny case."""
+"""Evaluation numbers against a hand computation on a tiny case, and the predictions CSV."""
 
 from __future__ import annotations
+
+import csv
 
 import numpy as np
 import pytest
@@ -56,3 +58,26 @@ def test_multilabel_report_per_action_unit():
     assert report["per_au"]["AU2"]["f1"] == pytest.approx(0.8)
     assert report["mean_f1"] == pytest.approx((0.5 + 0.8) / 2)
     assert report["accuracy"] == pytest.approx(5 / 8)
+
+
+def test_predictions_csv_has_a_row_per_example_in_order(tmp_path):
+    indices = [17, 3, -1]  # the last example's dataset has no index feature: its position stands in
+    true = [0, 2, 1]
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [1 / 3, 0.6, 1e-30]], np.float32)
+    path = tmp_path / "predictions-test.csv"
+    evaluate.write_predictions(path, indices, true, probabilities, NAMES)
+
+    with path.open(newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["index", "true", "predicted", *NAMES]
+    assert len(rows) == 1 + len(true)
+    assert [int(row[0]) for row in rows[1:]] == [17, 3, 2]
+    assert [row[1] for row in rows[1:]] == ["a", "c", "b"]
+    read_back = np.array([[float(value) for value in row[3:]] for row in rows[1:]], np.float32)
+    np.testing.assert_array_equal(read_back, probabilities)
+    assert [row[2] for row in rows[1:]] == [NAMES[i] for i in read_back.argmax(axis=1)] == ["a", "c", "b"]
+
+
+def test_predictions_csv_refuses_mismatched_lengths(tmp_path):
+    with pytest.raises(ValueError, match="one of each per example"):
+        evaluate.write_predictions(tmp_path / "p.csv", [0, 1], [0], np.ones((2, 3), np.float32), NAMES)

@@ -45,7 +45,7 @@ def test_layout_assets_and_server_config_files(exported, runs):
         assert (path / name).exists(), name
     names, face_spec, spec = export.read_assets(path)
     assert names == list(labels.FER2013)
-    assert face_spec == faces.FaceSpec(crop_size=48) and spec.kind == "image_landmarks"
+    assert face_spec == faces.FER2013_FRAMING and spec.kind == "image_landmarks"
     config = (path.parent / export.MODEL_CONFIG_FILE).read_text()
     assert 'name: "emotion"' in config and f'base_path: "{path.parent.resolve()}"' in config
     assert "max_batch_size { value: 32 }" in (path.parent / export.BATCHING_FILE).read_text()
@@ -85,7 +85,7 @@ def test_the_saved_model_gives_the_keras_models_probabilities(exported, runs, fa
     expected = keras_model(data.model_inputs(batch, spec)).numpy()
 
     by_bytes = {"image_bytes": tf.constant([faces.encode_png(image) for image in batch["image"]])}
-    by_pixels = {"image": tf.constant(batch["image"], tf.float32) / 255.0}
+    by_pixels = {"image": tf.constant(batch["image"])}
     if spec.uses_landmarks:
         by_bytes["landmarks"] = by_pixels["landmarks"] = tf.constant(batch["landmarks"])
     for signature, arguments in (("serving_default", by_bytes), ("pixels", by_pixels)):
@@ -200,3 +200,30 @@ def test_emopy_serve_command_serves_until_terminated(exported, face):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
+
+
+def test_signatures_recognizer_and_evaluate_give_the_same_probabilities_for_the_same_crops(exported, runs,
+                                                                                           training_data):
+    """One model, four paths (emopy evaluate's predictions CSV, both signatures, the in-process Recognizer)."""
+    import pandas as pd
+    import tensorflow_datasets as tfds
+
+    from pipeline import evaluate
+    from serving import predict
+
+    report = evaluate.run(runs["multi_input"], "validation")
+    table = pd.read_csv(report["predictions_csv"])
+    split = tfds.builder("fer2013/original", data_dir=str(training_data)).as_dataset(split="validation")
+    by_index = {int(example["index"]): example for example in tfds.as_numpy(split)}
+    crops = np.stack([by_index[index]["image"] for index in table["index"]])
+    points = np.stack([by_index[index]["landmarks"] for index in table["index"]])
+    expected = table[list(labels.FER2013)].to_numpy()
+
+    loaded = tf.saved_model.load(str(exported["multi_input"]))
+    by_pixels = loaded.signatures["pixels"](image=tf.constant(crops), landmarks=tf.constant(points))
+    by_bytes = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([faces.encode_png(crop) for crop in crops]), landmarks=tf.constant(points))
+    in_process = predict.Recognizer.from_export(exported["multi_input"]).classify_crops(list(crops), points)
+    assert len(table) == len(by_index) and expected.shape == (len(by_index), len(labels.FER2013))
+    for probabilities in (by_pixels["probabilities"].numpy(), by_bytes["probabilities"].numpy(), in_process):
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)

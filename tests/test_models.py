@@ -21,14 +21,14 @@ def spec_for(name: str, image_size: int = 48) -> models.InputSpec:
 
 
 def random_inputs(spec: models.InputSpec, batch: int = BATCH, seed: int = 0) -> dict[str, np.ndarray]:
-    """Images (and frames) uniform in [0, 1]; landmark features as random floats of about their real scale."""
+    """Images (and frames) of uniform uint8 pixels; landmarks as random points inside the image."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in models.input_shapes(spec).items():
         if name in ("image", "frames"):
-            arrays[name] = rng.uniform(0.0, 1.0, (batch, *shape)).astype(np.float32)
+            arrays[name] = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
         else:
-            arrays[name] = rng.normal(0.0, 1.0, (batch, *shape)).astype(np.float32)
+            arrays[name] = rng.uniform(0.0, spec.image_size, (batch, *shape)).astype(np.float32)
     return arrays
 
 
@@ -213,8 +213,8 @@ def test_mixed_precision_output_is_float32(name, mixed_float16):
 def test_vgg_recipe_is_the_papers_and_read_only():
     assert vgg.RECIPE["optimizer"] == "sgd_nesterov"
     assert (vgg.RECIPE["learning_rate"], vgg.RECIPE["momentum"], vgg.RECIPE["weight_decay"]) == (0.01, 0.9, 1e-4)
-    assert (vgg.RECIPE["lr_schedule"], vgg.RECIPE["plateau_factor"], vgg.RECIPE["plateau_patience"]) == (
-        "reduce_on_plateau", 0.75, 5)
+    assert (vgg.RECIPE["plateau_monitor"], vgg.RECIPE["plateau_factor"], vgg.RECIPE["plateau_patience"]) == (
+        "val_accuracy", 0.75, 5)
     with pytest.raises(TypeError):
         vgg.RECIPE["learning_rate"] = 0.1
     assert json.loads(json.dumps(models.recipe("vgg")))["momentum"] == 0.9

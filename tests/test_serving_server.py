@@ -177,7 +177,7 @@ def test_predict_matches_the_saved_model(prediction, landmark_model):
 
 
 def test_predict_pixels_signature_with_output_filter(prediction, landmark_model):
-    pixels = np.stack([face_crop(shift=i)[..., :1] for i in range(2)]).astype(np.float32) / 255.0
+    pixels = np.stack([face_crop(shift=i)[..., :1] for i in range(2)])
     landmarks = np.stack([face_landmarks(i) for i in range(2)])
     request = predict_request({"image": pixels, "landmarks": landmarks}, signature="pixels",
                               output_filter=["probabilities"])
@@ -454,7 +454,7 @@ def test_client_predict_pixels_and_classify_agree_with_predict(client):
 
     # The pixels signature on the pixels the bytes signature decodes gives the same answer.
     pixels = np.stack([tf.io.decode_image(face_png(shift=shift), channels=1).numpy() for shift in (0, 4)])
-    by_pixels = client.predict_pixels(pixels.astype(np.float32) / 255.0)["probabilities"]
+    by_pixels = client.predict_pixels(pixels)["probabilities"]
     np.testing.assert_allclose(by_pixels, by_bytes, rtol=1e-5)
 
 
@@ -464,7 +464,7 @@ def test_client_metadata_and_status(client):
     assert signatures["serving_default"]["inputs"] == {"image_bytes": {"dtype": "string", "shape": [None]}}
     assert signatures["serving_default"]["outputs"]["probabilities"] == {"dtype": "float32",
                                                                          "shape": [None, len(LABELS)]}
-    assert signatures["pixels"]["inputs"]["image"] == {"dtype": "float32", "shape": [None, 48, 48, 1]}
+    assert signatures["pixels"]["inputs"]["image"] == {"dtype": "uint8", "shape": [None, 48, 48, 1]}
     assert client.status() == {1: "AVAILABLE"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+import tf_keras as keras
 
 from emopy_tfds import faces, labels
 from pipeline import cli, data, train
@@ -23,6 +27,26 @@ import models
 def emopy(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(["emopy", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("name", list(models.ARCHITECTURES))
+def test_every_recipe_key_is_carried_out_by_the_trainer(name):
+    assert set(models.recipe(name)) <= train.RECIPE_KEYS
+
+
+def test_vgg_trains_with_its_papers_optimizer():
+    optimizer = train._optimizer(train.TrainConfig(dataset="fer2013", model="vgg", out="unused"))
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
+    assert (float(optimizer.learning_rate), optimizer.momentum, optimizer.weight_decay) == pytest.approx(
+        (0.01, 0.9, 1e-4))
+
+
+def test_vgg_learning_rate_falls_on_a_validation_accuracy_plateau_as_its_paper():
+    callback = train.plateau_callback(models.recipe("vgg"), patience=10)
+    assert (callback.monitor, callback.mode, callback.factor, callback.patience) == ("val_accuracy", "max", 0.75, 5)
+    # Models without a schedule in their recipe halve it on a validation loss plateau of half the patience.
+    callback = train.plateau_callback(models.recipe("cnn"), patience=10)
+    assert (callback.monitor, callback.mode, callback.factor, callback.patience) == ("val_loss", "auto", 0.5, 5)
 
 
 def test_training_learns_the_signal_and_evaluate_reports_it(training_data, tmp_path):
@@ -56,6 +80,17 @@ def test_training_learns_the_signal_and_evaluate_reports_it(training_data, tmp_p
     assert set(report["per_class"]) == set(labels.FER2013)
     assert Path(report["confusion_matrix_png"]).read_bytes()[:4] == b"\x89PNG"
     assert f"accuracy {report['accuracy']:.4f}" in result.stdout
+
+    # Beside --output: one row per test example, named by its fer2013 CSV row, with that row's true class.
+    assert report["predictions_csv"] == str(tmp_path / "predictions-test.csv")
+    with open(report["predictions_csv"], newline="") as file:
+        rows = list(csv.DictReader(file))
+    test_split = tfds.builder("fer2013/original", data_dir=str(training_data)).as_dataset(split="test")
+    true_by_row = {int(example["index"]): labels.FER2013[int(example["label"])]
+                   for example in test_split.as_numpy_iterator()}
+    assert sorted(int(row["index"]) for row in rows) == sorted(true_by_row)
+    assert all(row["true"] == true_by_row[int(row["index"])] for row in rows)
+    assert sum(row["true"] == row["predicted"] for row in rows) / len(rows) == pytest.approx(report["accuracy"])
 
 
 MIRRORED_SCRIPT = """
@@ -213,6 +248,7 @@ def test_facs_task_trains_a_multi_label_head_and_reports_per_au_f1(training_data
     # Every AU coded in the generated sequences is counted in the support.
     assert report["per_au"]["AU12"]["support"] > 0 and report["per_au"]["AU27"]["support"] == 0
     assert 0.0 <= report["mean_f1"] <= 1.0 and "mean F1 over AUs" in result.stdout
+    assert "predictions_csv" not in report and not list(run_dir.glob("predictions-*.csv"))
 
 
 def test_mistakes_are_one_line_errors(training_data, tmp_path, capsys):
@@ -252,3 +288,15 @@ def test_the_seed_option_makes_runs_repeat_exactly(training_data, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         losses.append(json.loads((tmp_path / attempt / "history.json").read_text())["loss"])
     assert losses[0] == losses[1]
+
+
+def test_a_run_whose_model_took_preprocessed_inputs_is_refused_with_a_clear_error(tmp_path):
+    """Models before the crop contract took [0, 1] floats and landmark features; exporting one would serve
+    wrong answers."""
+    spec = models.InputSpec(kind="image")
+    image = keras.Input(shape=(48, 48, 1), name="image")  # float pixels in [0, 1], as emopy's old models took
+    old = keras.Model(image, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(image)))
+    old.save(str(tmp_path / train.MODEL_FILE))
+    (tmp_path / train.CONFIG_FILE).write_text(json.dumps({"input_spec": dataclasses.asdict(spec)}))
+    with pytest.raises(ValueError, match="older emopy.*retrain"):
+        train.load_model(tmp_path)

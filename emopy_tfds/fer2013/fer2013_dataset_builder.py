@@ -8,7 +8,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from emopy_tfds import labels
+from emopy_tfds import faces, labels
 from emopy_tfds.fer2013 import fer2013_csv
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             log.info("FER+ leaves out %d rows: %s", sum(ferplus_left_out.values()), ferplus_left_out)
         scan = fer2013_csv.scan_rows(csv_path, skip_bad_rows=self._skip_bad_rows, ferplus_votes=votes)
         self.info.metadata.update(
+            face_spec=faces.FER2013_FRAMING.to_json(),
             source_file=source.name,
             bad_rows_skipped=len(scan.bad_rows),
             bad_rows=scan.bad_rows[:100],

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Trains every still-image model of the zoo on real fer2013, one after another, on this machine's CPU:
+# the runs behind README's "Real faces" table. Reads ../shared/data/fer2013 (never part of the repository).
+#   benchmarks/train_real.sh [RUNS_DIR] [DATA_DIR]      (defaults: runs-real, ~/tensorflow_datasets)
+# Each run resumes where it stopped if the script is started again after a kill.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-runs-real}
+data_dir=${2:-~/tensorflow_datasets}
+source_dir=../shared/data/fer2013
+if [ ! -d "$data_dir/fer2013/original" ]; then
+  if [ ! -f "$source_dir/fer2013.tar.gz" ]; then
+    echo "train_real.sh: real fer2013 is not here ($source_dir/fer2013.tar.gz is missing); nothing to train" >&2
+    exit 1
+  fi
+  emopy build fer2013 --manual-dir "$source_dir" --config original --data-dir "$data_dir"
+fi
+mkdir -p "$runs"
+# name, epochs: sized so that the four fit in about 80 minutes on 2 cores (vgg's epoch alone is ~20 minutes).
+for entry in cnn:12 landmarks:25 multi_input:10 capsnet:3 ${EMOPY_WITH_VGG:+vgg:2}; do
+  model=${entry%%:*}
+  epochs=${entry##*:}
+  start=$(date +%s)
+  emopy train --dataset fer2013 --model "$model" --epochs "$epochs" --data-dir "$data_dir" --out "$runs/$model" \
+    > "$runs/$model.log" 2>&1
+  echo "$model: trained in $(( $(date +%s) - start )) s" | tee -a "$runs/wall_times.txt"
+  emopy evaluate --run "$runs/$model" --split validation >> "$runs/$model.log" 2>&1
+done
