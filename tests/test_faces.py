@@ -347,3 +347,25 @@ def test_exif_orientation_is_applied(tmp_path, astronaut):
     upright = faces.load_image(str(path))
     assert upright.shape == astronaut.shape
     assert len(faces.detect_faces(upright)) == 1
+
+
+def test_fer2013_framing_round_trips_and_specs_written_before_it_still_read():
+    assert faces.FaceSpec.from_json(faces.FER2013_FRAMING.to_json()) == faces.FER2013_FRAMING
+    assert faces.FER2013_FRAMING.framing == "fer2013" and faces.FaceSpec().framing == "emopy"
+    written_before = '{"align": true, "crop_size": 48, "grayscale": true, "margin": 0.2}'
+    assert faces.FaceSpec.from_json(written_before) == faces.FaceSpec()
+    with pytest.raises(ValueError, match="landmarks"):
+        faces.FaceSpec(landmarks="detector")
+    with pytest.raises(ValueError, match="eye_distance"):
+        faces.FaceSpec(eye_distance=1.5)
+
+
+def test_fer2013_framing_places_the_eyes_as_measured_and_fits_landmarks_on_the_crop(astronaut, astronaut_face):
+    spec = faces.FER2013_FRAMING
+    aligned = faces.align_face(astronaut, astronaut_face.landmarks, spec)
+    right, left = faces.eye_centres(faces.transform_points(astronaut_face.landmarks, aligned.transform))
+    assert np.linalg.norm(left - right) == pytest.approx(spec.eye_distance * 48, abs=1e-3)
+    assert (left + right)[1] / 2 == pytest.approx(spec.eye_line * 48, abs=1e-3)
+    # The crop's landmarks are what the fer2013 builder would fit on it: the whole crop as the face box.
+    as_built = faces.find_faces(aligned.image, already_cropped=True)[0].landmarks
+    np.testing.assert_array_equal(aligned.landmarks, as_built)

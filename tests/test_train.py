@@ -60,7 +60,7 @@ def test_training_learns_the_signal_and_evaluate_reports_it(training_data, tmp_p
     record = json.loads((run_dir / "config.json").read_text())
     assert record["class_names"] == list(labels.FER2013)
     assert (run_dir / "labels.txt").read_text().split() == list(labels.FER2013)
-    assert faces.FaceSpec.from_json((run_dir / "face_spec.json").read_text()) == faces.FaceSpec(crop_size=48)
+    assert faces.FaceSpec.from_json((run_dir / "face_spec.json").read_text()) == faces.FER2013_FRAMING
     assert record["input_spec"]["kind"] == "image" and record["train"]["model"] == "cnn"
     assert record["label_counts"]["train"]["classes"] == {name: 40 for name in labels.FER2013}
     assert record["class_weights"] == {name: pytest.approx(1.0) for name in labels.FER2013}
