@@ -8,11 +8,11 @@
 Each example is decoded, resized to the model's input, given its label in the chosen scheme and cached in
 memory once; shuffling, batching and augmentation (images and landmarks together) then run in-graph every
 epoch. Batches hold what a face crop really is, uint8 pixels and landmarks in crop pixels: scaling and the
-landmark features are the model's own first layers (models.preprocessing). Examples whose emotion has no class in the scheme (e.g. CK+ contempt under fer2013's
-labels) are left out, and `label_counts` counts them.
+landmark features are the model's own first layers (models.preprocessing). Examples whose emotion has no class
+in the scheme (e.g. CK+ contempt under fer2013's labels) are left out, and `label_counts` counts them.
 
-CK+ has one split; its subject-independent folds make three: `test` is fold `test_fold`, `validation` the
-next fold, `train` the rest, so no subject is in two of them.
+CK+ has one split; its subject-independent folds make three: `test` is fold `test_fold`, `validation` the next
+fold, `train` the rest, so no subject is in two of them.
 """
 
 from __future__ import annotations
@@ -219,7 +219,8 @@ def label_counts(config: DataConfig, split: str) -> dict:
     counts = np.zeros(len(names), np.int64)
     left_out = 0
     for source in config.sources:
-        ds = _labels_only(source, config, split).map(lambda example, source=source: _target(example, source, config), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _labels_only(source, config, split).map(
+            lambda example, source=source: _target(example, source, config), num_parallel_calls=tf.data.AUTOTUNE)
         for target in ds.batch(4096).as_numpy_iterator():
             if config.task == "facs":
                 counts += target.sum(axis=0).astype(np.int64)
