@@ -535,6 +535,22 @@ def _warp(image: np.ndarray, matrix: np.ndarray, size: int, *, grayscale: bool) 
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def crop_as_given(image: ImageLike, spec: FaceSpec, *,
+                  landmark_model: str | os.PathLike | None = None) -> tuple[Face, AlignedFace]:
+    """An image that already is one face crop (fer2013's, or another detector's output), framed as the fer2013
+    builder frames such crops: no detection, the image resized to `spec.crop_size` and its landmarks fitted
+    with the whole crop as the face box. The Face covers the whole image, its landmarks in the image's pixels."""
+    rgb = load_image(image)
+    height, width = rgb.shape[:2]
+    scale_x, scale_y = spec.crop_size / width, spec.crop_size / height
+    # Pixel centres stay aligned, as faces.rescale_points has them.
+    matrix = np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5], [0.0, scale_y, 0.5 * scale_y - 0.5]])
+    crop = _warp(rgb, matrix, spec.crop_size, grayscale=spec.grayscale)
+    crop_landmarks = _fit(_gray(crop), whole_image_box(crop), landmark_model)
+    face = Face(whole_image_box(rgb), rescale_points(crop_landmarks, (1 / scale_x, 1 / scale_y)).astype(np.float32))
+    return face, AlignedFace(crop if crop.ndim == 3 else crop[:, :, np.newaxis], crop_landmarks, matrix)
+
+
 def preprocess(
     image: ImageLike,
     spec: FaceSpec,

@@ -99,6 +99,7 @@ ARCHITECTURES = {
     "image_lstm": Architecture("image_lstm", "image_sequence", "TimeDistributed CNN + LSTM over frames"),
     "capsnet": Architecture("capsnet", "image", "capsule network: dynamic routing, margin loss"),
     "vgg": Architecture("vgg", "image", "VGG-style with batch norm (Khaireddin & Chen 2021, 73.28% fer2013)"),
+    "vgg_small": Architecture("vgg_small", "image", "VGG-style with batch norm, sized to train on CPUs"),
 }
 
 

@@ -59,7 +59,7 @@ RECIPE = types.MappingProxyType(
 )
 
 
-def _conv_block(x, filters: int):
+def conv_block(x, filters: int):
     # No bias: batch norm's offset replaces it.
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
@@ -71,8 +71,8 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     model_inputs = inputs(input_spec)
     x = preprocessing.scaled_pixels(model_inputs["image"])
     for filters in STAGES:
-        x = _conv_block(x, filters)
-        x = _conv_block(x, filters)
+        x = conv_block(x, filters)
+        x = conv_block(x, filters)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     for _ in range(2):

@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="the name in models.config and the warmup requests")
 
     serve = commands.add_parser("serve", help="a local server speaking TF Serving's gRPC (and REST) API")
-    serve.add_argument("--model-base-path", required=True, metavar="BASE")
+    serve.add_argument("--model-base-path", metavar="BASE", help="default: the model emopy ships")
     serve.add_argument("--model-name", default="emotion", metavar="NAME")
     serve.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     serve.add_argument("--rest-port", type=int, metavar="PORT", help="also serve TF Serving's REST API here")
@@ -96,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="emotions of every face in photos, videos or a webcam")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="images, videos, directories or globs")
     predict.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of files (rows as they come)")
-    predict.add_argument("--model", metavar="DIR", help="a local export: BASE/N, or BASE for its highest version; "
-                         "with --server, only its labels and FaceSpec are read")
+    predict.add_argument("--model", metavar="DIR", help="a local export: BASE/N, or BASE for its highest version "
+                         "(default: the model emopy ships); with --server, only its labels and FaceSpec are read")
     predict.add_argument("--server", metavar="HOST:PORT", help="classify on a TF Serving (or emopy serve) gRPC port")
     predict.add_argument("--model-name", default="emotion", metavar="NAME", help="the served model's name")
     predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--show", action="store_true", help="webcam: a live window (needs an OpenCV with GUI)")
     predict.add_argument("--upsample", type=int, default=0, metavar="N", help="upsample N times to find smaller faces")
     predict.add_argument("--landmark-model", metavar="PATH", help="68-point shape predictor .dat")
+    predict.add_argument("--cropped", action="store_true",
+                         help="each image already is one face crop: no detection, framed as fer2013's crops")
 
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
@@ -175,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(format="%(asctime)s %(message)s")
         logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
-        return _report_errors(lambda: local_server.serve(args.model_base_path, model_name=args.model_name,
-                                                         port=args.port, rest_port=args.rest_port, host=args.host))
+        from serving import default_model
+
+        return _report_errors(lambda: local_server.serve(args.model_base_path or default_model.base_path(),
+                                                         model_name=args.model_name, port=args.port,
+                                                         rest_port=args.rest_port, host=args.host))
     if args.command == "visualize":
         from pipeline import visualize
 
@@ -189,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name,
                            webcam=args.webcam, output=args.output, annotate_to=args.annotate, every=args.every,
                            smoothing=args.smoothing, show=args.show, upsample=args.upsample,
-                           landmark_model=args.landmark_model)
+                           landmark_model=args.landmark_model, cropped=args.cropped)
     if args.command == "quickstart":
         from pipeline import quickstart
 

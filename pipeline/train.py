@@ -39,8 +39,11 @@ CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_sp
 MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
 # Every key of a model's RECIPE (models.recipe) that the trainer carries out; a recipe holds no others, so
 # it never claims training that does not happen (tests check every architecture's).
-RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "weight_decay",
-                         "plateau_monitor", "plateau_mode", "plateau_factor", "plateau_patience"})
+RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule",
+                         "plateau_monitor", "plateau_mode", "plateau_factor", "plateau_patience",
+                         "class_weight_power"})
+# lr_schedule: "plateau" (the default: reduce on plateau, plateau_* keys) or "cosine" (to zero over --epochs).
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +138,12 @@ def _mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
 
 
-def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     recipe = models.recipe(config.model)
     learning_rate = config.learning_rate or recipe["learning_rate"]
+    if recipe.get("lr_schedule", "plateau") == "cosine":
+        # Resumed runs restore the optimizer's step count, so the schedule continues where it stopped.
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.epochs * steps_per_epoch)
     if recipe["optimizer"] == "sgd_nesterov":
         return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9),
                                     nesterov=recipe.get("nesterov", True), weight_decay=recipe.get("weight_decay"))
@@ -209,7 +215,8 @@ def run(config: TrainConfig) -> dict:
 
     class_names = data.class_names(data_config)
     counts = {split: data.label_counts(data_config, split) for split in ("train", "validation")}
-    class_weights = (data.balanced_class_weights(counts["train"])
+    recipe = models.recipe(config.model)
+    class_weights = (data.balanced_class_weights(counts["train"], recipe.get("class_weight_power", 1.0))
                      if config.class_weights and config.task == "emotion" else None)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
@@ -239,17 +246,21 @@ def run(config: TrainConfig) -> dict:
 
     with strategy.scope():
         model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs")
-        model.compile(optimizer=_optimizer(config), loss=models.loss(config.model, multi_label=config.task == "facs"),
-                      metrics=_metrics(config))
+        steps_per_epoch = max(1, sum(counts["train"]["classes"].values()) // global_batch)
+        model.compile(optimizer=_optimizer(config, steps_per_epoch),
+                      loss=models.loss(config.model, multi_label=config.task == "facs"), metrics=_metrics(config))
 
-    monitor = "val_loss"
+    cosine = recipe.get("lr_schedule", "plateau") == "cosine"
+    # A cosine schedule ends at its best: its runs keep the most accurate epoch; others the lowest loss.
+    monitor = "val_accuracy" if cosine else "val_loss"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
-        plateau_callback(models.recipe(config.model), config.patience),
     ]
+    if not cosine:
+        callbacks.append(plateau_callback(recipe, config.patience))
     if chief:
         callbacks += [keras.callbacks.TensorBoard(str(run_dir / "logs")),
                       keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)]

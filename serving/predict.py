@@ -455,12 +455,15 @@ def _classified_ahead(frames: Iterable[tuple[int, float, np.ndarray]], every: in
 class Recognizer:
     """Faces in, emotions out: detection, the model's own crop and alignment, and a classifier (local or served).
 
-    Build one with `from_export` or `from_server`; call `close()` (or use `with`) when done with a server.
+    Build one with `default()` (the model emopy ships), `from_export` or `from_server`; call `close()` (or use
+    `with`) when done with a server.
     upsample: doubles the image before detecting this many times (smaller faces found, ~4x slower each).
+    cropped: each image already is one face crop (fer2013's, another detector's output): no detection, the whole
+      image is the face, framed as the fer2013 builder frames such crops (faces.crop_as_given).
     """
 
     def __init__(self, classify: Classifier, classes: Sequence[str], face_spec: faces.FaceSpec, inputs: ModelInput,
-                 *, upsample: int = 0, landmark_model: str | os.PathLike | None = None,
+                 *, upsample: int = 0, landmark_model: str | os.PathLike | None = None, cropped: bool = False,
                  close: Callable[[], None] | None = None):
         clashes = set(classes) & {*LEADING_COLUMNS, *TRAILING_COLUMNS}
         if clashes:
@@ -476,12 +479,20 @@ class Recognizer:
         self.label_set = labels.label_set_of(self.classes)
         self.upsample = upsample
         self.landmark_model = landmark_model
+        self.cropped = cropped
         self._close = close
         self._workers: ThreadPoolExecutor | None = None
 
     @classmethod
+    def default(cls, **options: Any) -> "Recognizer":
+        """The model emopy ships (serving.default_model), trained on real fer2013; options as for from_export."""
+        from serving import default_model
+
+        return cls.from_export(default_model.base_path(), **options)
+
+    @classmethod
     def from_export(cls, path: str | os.PathLike, *, upsample: int = 0,
-                    landmark_model: str | os.PathLike | None = None) -> "Recognizer":
+                    landmark_model: str | os.PathLike | None = None, cropped: bool = False) -> "Recognizer":
         """From a local export: BASE/N, or BASE (its highest version). Runs the `pixels` signature in-process,
         so crops go to the model as arrays, never encoded."""
         import tensorflow as tf
@@ -502,12 +513,13 @@ class Recognizer:
             # `loaded` owns the variables the signature reads; the closure keeps it alive.
             return loaded.signatures[PIXELS_SIGNATURE](**feeds)["probabilities"].numpy()
 
-        return cls(classify, class_names, face_spec, inputs, upsample=upsample, landmark_model=landmark_model)
+        return cls(classify, class_names, face_spec, inputs, upsample=upsample, landmark_model=landmark_model,
+                   cropped=cropped)
 
     @classmethod
     def from_server(cls, target: str, model_name: str = DEFAULT_MODEL_NAME, *, face_spec: faces.FaceSpec | None = None,
                     class_names: Sequence[str] | None = None, timeout: float = 10.0, upsample: int = 0,
-                    landmark_model: str | os.PathLike | None = None) -> "Recognizer":
+                    landmark_model: str | os.PathLike | None = None, cropped: bool = False) -> "Recognizer":
         """From TF Serving (or `emopy serve`) at "host:port" (gRPC), classifying through the `pixels` signature.
 
         A server does not hand out an export's assets, so what they hold comes from elsewhere:
@@ -541,7 +553,7 @@ class Recognizer:
             return np.asarray(client.predict_pixels(pixels, landmarks)["probabilities"])
 
         return cls(classify, class_names, face_spec, inputs, upsample=upsample, landmark_model=landmark_model,
-                   close=client.close)
+                   cropped=cropped, close=client.close)
 
     def close(self) -> None:
         if self._workers is not None:
@@ -567,6 +579,9 @@ class Recognizer:
 
     def classify_faces(self, rgb: np.ndarray) -> tuple[list[faces.Face], np.ndarray]:
         """The faces of an RGB image, largest first, and their probabilities [B, K]."""
+        if self.cropped:
+            face, aligned = faces.crop_as_given(rgb, self.face_spec, landmark_model=self.landmark_model)
+            return [face], self.classify_crops([aligned.image], aligned.landmarks[np.newaxis])
         found, crops, points = [], [], []
         for face in faces.find_faces(rgb, upsample=self.upsample, landmark_model=self.landmark_model):
             try:
@@ -738,9 +753,7 @@ def _recognizer(model: str | None, server: str | None, model_name: str, **option
     if server:
         class_names, face_spec = read_export_assets(resolve_export(model)) if model else (None, None)
         return Recognizer.from_server(server, model_name, face_spec=face_spec, class_names=class_names, **options)
-    if not model:
-        raise ValueError("say which model: --model DIR (a local export) or --server HOST:PORT")
-    return Recognizer.from_export(model, **options)
+    return Recognizer.from_export(model, **options) if model else Recognizer.default(**options)
 
 
 def run(
@@ -757,6 +770,7 @@ def run(
     show: bool = False,
     upsample: int = 0,
     landmark_model: str | None = None,
+    cropped: bool = False,
     progress: bool | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -789,7 +803,8 @@ def run(
     try:
         if output:
             check_output_path(output)
-        recognizer = _recognizer(model, server, model_name, upsample=upsample, landmark_model=landmark_model)
+        recognizer = _recognizer(model, server, model_name, upsample=upsample, landmark_model=landmark_model,
+                                 cropped=cropped)
     except (ValueError, OSError, grpc.RpcError) as error:
         return fail(" ".join(str(error).split()))
 

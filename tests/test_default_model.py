@@ -1,0 +1,109 @@
+"""The model emopy ships: inside the package, loaded offline, used by predict, serve and Recognizer by default."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import serving
+from emopy_tfds import faces, labels
+from emopy_tfds.data import sample_photo
+from pipeline import cli
+from serving import default_model, export, predict
+
+
+@pytest.fixture(scope="module")
+def version_dir() -> Path:
+    return predict.resolve_export(default_model.base_path())
+
+
+def test_the_default_model_ships_inside_the_package_as_an_export(version_dir):
+    assert version_dir.parent == Path(serving.__file__).resolve().parent / "default_export"
+    for name in ("saved_model.pb", "variables/variables.index", "assets/labels.txt", "assets/face_spec.json",
+                 "assets/input_spec.json", f"assets.extra/{export.WARMUP_FILE}"):
+        assert (version_dir / name).is_file(), name
+    size = sum(path.stat().st_size for path in version_dir.rglob("*") if path.is_file())
+    assert size <= 20_000_000
+
+
+def test_its_assets_agree_with_what_prediction_uses(version_dir):
+    class_names, face_spec, input_spec = export.read_assets(version_dir)
+    assert class_names == list(labels.FER2013)
+    assert face_spec == faces.FER2013_FRAMING  # trained on real fer2013: its photos are framed as fer2013's crops
+    with predict.Recognizer.default() as recognizer:
+        assert recognizer.classes == tuple(class_names) and recognizer.face_spec == face_spec
+        assert recognizer.inputs.size == input_spec.image_size == face_spec.crop_size
+        assert recognizer.inputs.channels == input_spec.channels
+        assert recognizer.inputs.uses_landmarks == input_spec.uses_landmarks
+
+
+def test_a_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(default_model, "BASE", tmp_path / "default_export")
+    with pytest.raises(FileNotFoundError, match="default model is missing"):
+        predict.Recognizer.default()
+
+
+def test_emopy_predict_without_a_model_uses_the_default(tmp_path, capsys):
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(Path(sample_photo()).read_bytes())
+    output = tmp_path / "rows.json"
+    assert cli.main(["predict", str(photo), "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())
+    assert len(rows) == 1 and rows[0]["face_id"] == 0
+    assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert rows[0]["top_emotion"] in labels.FER2013
+
+
+def test_cropped_faces_skip_detection_and_keep_every_column(astronaut, astronaut_face, tmp_path):
+    """A fer2013-sized crop is too small for the detector; with cropped=True it is one face: the whole image."""
+    import cv2
+
+    crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image
+    crop_file = tmp_path / "crop.png"
+    cv2.imwrite(str(crop_file), crop)
+    with predict.Recognizer.default(cropped=True) as recognizer:
+        table = recognizer.predict_image(crop_file)
+    assert len(predict.Recognizer.default().predict_image(crop_file)) == 0
+    assert len(table) == 1 and table["box"][0] == (0, 0, 48, 48)
+    assert list(table.columns) == list(predict.empty_table(recognizer.classes).columns)
+    # The landmarks are fitted as the fer2013 builder fits them: the whole crop as the face box.
+    as_built = faces.find_faces(crop, already_cropped=True)[0].landmarks
+    np.testing.assert_allclose(np.asarray(table["landmarks"][0]), as_built, atol=1e-4)
+    assert table[list(recognizer.classes)].to_numpy().sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_emopy_predict_cropped_flag(tmp_path, astronaut, astronaut_face):
+    import cv2
+
+    crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image
+    cv2.imwrite(str(tmp_path / "a.png"), crop)
+    cv2.imwrite(str(tmp_path / "b.png"), cv2.resize(crop, (100, 100), interpolation=cv2.INTER_CUBIC))
+    output = tmp_path / "rows.json"
+    assert cli.main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--cropped",
+                     "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())
+    assert [row["box"] for row in rows] == [[0, 0, 48, 48], [0, 0, 100, 100]]
+
+
+def test_emopy_serve_without_a_base_path_answers_grpc_predict(astronaut, astronaut_face):
+    from serving.client import EmotionClient
+
+    crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image
+    server = subprocess.Popen(["emopy", "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        line = server.stdout.readline()
+        assert "Serving model 'emotion'" in line, server.stderr.read()[-2000:]
+        port = int(line.rsplit(":", 1)[1])
+        with EmotionClient(f"127.0.0.1:{port}") as client:
+            result = client.predict(crop)
+        assert result["probabilities"].shape == (1, len(labels.FER2013))
+        assert result["probabilities"].sum() == pytest.approx(1.0, abs=1e-5)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
