@@ -3,12 +3,74 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
+import os
 import sys
-from typing import Sequence
+import tempfile
+from typing import Iterator, Sequence
+
+# Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
+WITHOUT_TENSORFLOW = frozenset({"landmarks"})
+# TensorFlow's C++ log level unless the user set TF_CPP_MIN_LOG_LEVEL: errors stay, info and warnings go (such as
+# tf.data's "Local rendezvous is aborting with status: OUT_OF_RANGE" at the end of every dataset).
+QUIET_LOG_LEVEL = "2"
+VERBOSE_HELP = "show TensorFlow's start-up and info lines (CUDA, oneDNN, CPU instructions)"
+
+
+@contextlib.contextmanager
+def stderr_held_back() -> Iterator[None]:
+    """Sends file descriptor 2 to a temporary file for the block, since C++ libraries write there directly,
+    below sys.stderr. If the block raises, what was held back is written to stderr before the error goes on,
+    so a failure still shows everything that led to it."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    faulthandler_was_enabled = faulthandler.is_enabled()
+    # A crash inside C++ runs no Python code afterwards: faulthandler at least puts its stack on the terminal.
+    faulthandler.enable(file=terminal)
+    failed = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(terminal, 2)
+            if faulthandler_was_enabled:
+                faulthandler.enable()
+            else:
+                faulthandler.disable()
+            os.close(terminal)
+            if failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def start_tensorflow(verbose: bool = False) -> None:
+    """Imports TensorFlow and finds its devices, keeping the lines its C++ core logs meanwhile (oneDNN, CUDA
+    drivers, CPU instructions, cuInit) off the terminal unless `verbose` or the import fails.
+
+    TF_CPP_MIN_LOG_LEVEL hides only some of them: the oneDNN and CUDA driver lines come before TensorFlow's
+    logging reads it, and cuInit's is an error, hidden only at level 3, which would hide real errors too.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_LOG_LEVEL)
+    with stderr_held_back():
+        import tensorflow as tf
+
+        # Looking for GPUs calls cuInit, which logs an error where there is no CUDA driver: here, not at the
+        # first op.
+        tf.config.list_physical_devices()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emopy", description="Facial-expression recognition with TFDS, Keras and TF Serving.")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     landmarks = commands.add_parser("landmarks", help="detect faces and their 68 dlib landmarks in photos")
@@ -60,10 +122,19 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, metavar="N", help="seed everything and use deterministic ops")
     train.add_argument("--cv", type=int, metavar="K", help="CK+: subject-independent K-fold cross-validation")
 
-    evaluate = commands.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix of a run")
-    evaluate.add_argument("--run", required=True, metavar="RUN_DIR")
+    evaluate = commands.add_parser("evaluate",
+                                   help="accuracy, per-class scores and confusion matrix of a run or an export")
+    evaluated = evaluate.add_mutually_exclusive_group()
+    evaluated.add_argument("--run", metavar="RUN_DIR", help="a training run, on its own dataset and labels")
+    evaluated.add_argument("--model", metavar="DIR",
+                           help="an export: BASE/N, or BASE for its highest version (default: emopy's default model)")
+    evaluate.add_argument("--dataset", metavar="NAME",
+                          help="with --model or the default model (needed): fer2013, fer2013/ferplus, ck_plus, ...")
+    evaluate.add_argument("--data-dir", metavar="DIR", help="with --model or the default model: where TFDS "
+                          "datasets live (default: ~/tensorflow_datasets)")
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    evaluate.add_argument("--output", metavar="FILE.json", help="default: RUN_DIR/evaluation-SPLIT.json")
+    evaluate.add_argument("--output", metavar="FILE.json", help="default: RUN_DIR/evaluation-SPLIT.json, or "
+                          "./evaluation-DATASET-SPLIT.json for an export")
 
     export = commands.add_parser("export", help="a run as a versioned SavedModel for TF Serving")
     export.add_argument("--run", required=True, metavar="RUN_DIR")
@@ -114,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
 
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
+    # --verbose after the subcommand too; SUPPRESS keeps a subcommand from resetting `emopy --verbose COMMAND`.
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
@@ -132,6 +206,8 @@ def _report_errors(action) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command not in WITHOUT_TENSORFLOW:
+        start_tensorflow(args.verbose)
     # Subcommands import their modules lazily so `emopy landmarks` does not pay for TensorFlow.
     if args.command == "landmarks":
         from pipeline import landmarks
@@ -158,7 +234,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import evaluate
 
         def evaluate_and_print():
-            print(evaluate.summary(evaluate.run(args.run, args.split, args.output)))
+            if args.run:
+                if args.dataset or args.data_dir:
+                    raise ValueError("--dataset and --data-dir go with --model or the default model: "
+                                     "a run is evaluated on its own dataset")
+                report = evaluate.run(args.run, args.split, args.output)
+            elif not args.dataset:
+                raise ValueError("evaluating an export (--model, or the default model) needs --dataset NAME")
+            else:
+                report = evaluate.run_export(args.model, args.dataset, args.split,
+                                             data_dir=args.data_dir or "~/tensorflow_datasets", output=args.output)
+            print(evaluate.summary(report))
 
         return _report_errors(evaluate_and_print)
     if args.command == "export":

@@ -1,9 +1,15 @@
-"""`emopy evaluate`: a trained run's accuracy, per-class precision/recall/F1 and confusion matrix on a split.
+"""`emopy evaluate`: accuracy, per-class precision/recall/F1 and confusion matrix of a trained run or an export.
 
-For the facs task (multi-label action units) it reports per-AU precision, recall and F1 at a 0.5 threshold.
-The report goes to FILE.json (default RUN_DIR/evaluation-SPLIT.json), the confusion matrix also to
-RUN_DIR/confusion-SPLIT.png. For the emotion task each example's prediction goes to predictions-SPLIT.csv
-beside the report: its index, true and predicted class, and the probability of every class.
+A run (`run`) is evaluated on its own dataset and labels. For the facs task (multi-label action units) it
+reports per-AU precision, recall and F1 at a 0.5 threshold. The report goes to FILE.json (default
+RUN_DIR/evaluation-SPLIT.json), the confusion matrix also to RUN_DIR/confusion-SPLIT.png. For the emotion task
+each example's prediction goes to predictions-SPLIT.csv beside the report: its index, true and predicted class,
+and the probability of every class.
+
+An export (`run_export`: `emopy export`'s BASE or BASE/N, or emopy's default model) is evaluated through its
+`pixels` signature, as served, on any dataset whose labels map to its classes. Its report, confusion matrix and
+predictions go to evaluation-, confusion- and predictions-DATASET-SPLIT (`/` in DATASET as `-`), by default in
+the current directory.
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import models
+    from pipeline import data
 
 # Sigmoid outputs above this count as "AU present".
 AU_THRESHOLD = 0.5
@@ -120,6 +130,37 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     plt.close(figure)
 
 
+def _evaluate(classify: Callable[[dict], Any], config: data.DataConfig, split: str, spec: models.InputSpec,
+              header: dict, *, name: str, output: Path, picture: Path, predictions: Path, batch_size: int) -> dict:
+    """Classifies a split's batches (`classify`: model inputs -> probabilities), then writes the report to
+    `output` and, for the emotion task, the confusion matrix to `picture` and every prediction to `predictions`.
+
+    header: what was evaluated, the report's first keys (with its `class_names`); name: the model in the title.
+    """
+    from pipeline import data
+
+    class_names = header["class_names"]
+    true, probabilities = [], []
+    for inputs, targets in data.batches(config, split, spec, batch_size=batch_size):
+        probabilities.append(np.asarray(classify(inputs), np.float32))
+        true.append(targets.numpy())
+    if not true:
+        raise ValueError(f"the {split!r} split of {config.dataset} has no examples")
+    true, probabilities = np.concatenate(true), np.concatenate(probabilities)
+    if config.task == "facs":
+        report = multilabel_report(true, probabilities, class_names)
+    else:
+        report = classification_report(true, probabilities.argmax(axis=1), class_names)
+        plot_confusion(report["confusion_matrix"], class_names, picture,
+                       f"{name} on {config.dataset} {split}: accuracy {report['accuracy']:.3f}")
+        report["confusion_matrix_png"] = str(picture)
+        write_predictions(predictions, data.example_indices(config, split), true, probabilities, class_names)
+        report["predictions_csv"] = str(predictions)
+    report = {**header, **report}
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLike | None = None,
         batch_size: int = 256) -> dict:
     """Evaluates a finished run on a split; writes and returns the report."""
@@ -133,37 +174,71 @@ def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLi
     config = data.DataConfig(settings["dataset"], data_dir=settings["data_dir"], labels=settings["labels"],
                              task=settings["task"], folds=settings["folds"], test_fold=settings["test_fold"])
     spec = models.InputSpec(**record["input_spec"])
-    class_names = record["class_names"]
     model = train.load_model(run_dir)
-    batches = data.batches(config, split, spec, batch_size=batch_size)
-    true, probabilities = [], []
-    for inputs, targets in batches:
-        probabilities.append(np.asarray(model(inputs, training=False), np.float32))
-        true.append(targets.numpy())
-    if not true:
-        raise ValueError(f"the {split!r} split of {config.dataset} has no examples")
-    true, probabilities = np.concatenate(true), np.concatenate(probabilities)
-    if settings["task"] == "facs":
-        report = multilabel_report(true, probabilities, class_names)
-    else:
-        report = classification_report(true, probabilities.argmax(axis=1), class_names)
-        picture = run_dir / f"confusion-{split}.png"
-        plot_confusion(report["confusion_matrix"], class_names, picture,
-                       f"{settings['model']} on {settings['dataset']} {split}: accuracy {report['accuracy']:.3f}")
-        report["confusion_matrix_png"] = str(picture)
-        predictions = output.parent / f"predictions-{split}.csv"
-        write_predictions(predictions, data.example_indices(config, split), true, probabilities, class_names)
-        report["predictions_csv"] = str(predictions)
-    report = {"run": str(run_dir), "split": split, "dataset": settings["dataset"], "model": settings["model"],
-              "class_names": class_names, **report}
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    header = {"run": str(run_dir), "split": split, "dataset": settings["dataset"], "model": settings["model"],
+              "class_names": record["class_names"]}
+    return _evaluate(lambda inputs: model(inputs, training=False), config, split, spec, header,
+                     name=settings["model"], output=output, picture=run_dir / f"confusion-{split}.png",
+                     predictions=output.parent / f"predictions-{split}.csv", batch_size=batch_size)
+
+
+def _pixels_inputs(inputs: dict, spec: models.InputSpec) -> dict:
+    """A batch of model inputs (`pipeline.data.batches`) as an export's `pixels` signature takes them: the crops
+    are `image` for sequence models too, whose model input is `frames`; landmark-only models ignore the crops,
+    but the signature takes them (their size says what the landmarks' pixels are), so they get zeros."""
+    import tensorflow as tf
+
+    landmarks = inputs.get("landmarks")
+    image = inputs.get("frames" if spec.is_sequence else "image")
+    if image is None:
+        time = [spec.sequence_length] if spec.is_sequence else []
+        image = tf.zeros([tf.shape(landmarks)[0], *time, spec.image_size, spec.image_size, spec.channels], tf.uint8)
+    return {"image": image, **({"landmarks": landmarks} if spec.uses_landmarks else {})}
+
+
+def run_export(model: str | os.PathLike | None, dataset: str, split: str = "test",
+               data_dir: str = "~/tensorflow_datasets", output: str | os.PathLike | None = None,
+               batch_size: int = 256) -> dict:
+    """Evaluates an export (BASE or BASE/N; None: emopy's default model) on a split of `dataset`, relabelled in
+    the export's classes; writes and returns the report."""
+    import tensorflow as tf
+
+    from emopy_tfds import labels
+    from pipeline import data
+    from serving import default_model, export, predict
+
+    base = Path(model).expanduser() if model is not None else default_model.base_path()
+    version_dir = predict.resolve_export(base)
+    try:
+        class_names, _, spec = export.read_assets(version_dir)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{version_dir}: not an emopy export (missing {error.filename})") from None
+    scheme = labels.label_set_of(class_names)
+    if scheme is None:
+        raise ValueError(f"{version_dir}: its classes ({', '.join(class_names)}) are no emopy label scheme "
+                         f"({', '.join(labels.SCHEMES)}), so {dataset}'s labels cannot be mapped to them")
+    config = data.DataConfig(dataset, data_dir=data_dir, labels=scheme)
+    tag = f"{dataset.replace('/', '-')}-{split}"
+    output = Path(output) if output else Path(f"evaluation-{tag}.json")
+    loaded = tf.saved_model.load(str(version_dir))
+    if predict.PIXELS_SIGNATURE not in loaded.signatures:
+        raise ValueError(f"{version_dir}: the SavedModel has no {predict.PIXELS_SIGNATURE!r} signature")
+
+    def classify(inputs: dict) -> tf.Tensor:
+        # `loaded` owns the variables the signature reads: the closure keeps it alive.
+        return loaded.signatures[predict.PIXELS_SIGNATURE](**_pixels_inputs(inputs, spec))["probabilities"]
+
+    header = {"model": str(base), "export": str(version_dir), "split": split, "dataset": dataset,
+              "class_names": class_names}
+    return _evaluate(classify, config, split, spec, header, name=f"{version_dir.parent.name}/{version_dir.name}",
+                     output=output, picture=output.parent / f"confusion-{tag}.png",
+                     predictions=output.parent / f"predictions-{tag}.csv", batch_size=batch_size)
 
 
 def summary(report: dict) -> str:
     """A few lines for the terminal."""
-    lines = [f"{report['model']} on {report['dataset']} {report['split']}: {report['examples']} examples, "
-             f"accuracy {report['accuracy']:.4f}"]
+    lines = [f"{report.get('export', report['model'])} on {report['dataset']} {report['split']}: "
+             f"{report['examples']} examples, accuracy {report['accuracy']:.4f}"]
     scores = report.get("per_class") or report.get("per_au")
     for name, values in scores.items():
         lines.append(f"  {name:>10}  precision {values['precision']:.3f}  recall {values['recall']:.3f}  "
