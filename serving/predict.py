@@ -477,6 +477,9 @@ class Recognizer:
         self.face_spec = face_spec
         self.inputs = inputs
         self.label_set = labels.label_set_of(self.classes)
+        # An image-only model never sees a crop's landmarks: refitting them on the crop (fer2013's framing) would
+        # cost a second 68-point fit per face for nothing.
+        self.crop_spec = face_spec if inputs.uses_landmarks else dataclasses.replace(face_spec, landmarks="photo")
         self.upsample = upsample
         self.landmark_model = landmark_model
         self.cropped = cropped
@@ -585,7 +588,7 @@ class Recognizer:
         found, crops, points = [], [], []
         for face in faces.find_faces(rgb, upsample=self.upsample, landmark_model=self.landmark_model):
             try:
-                aligned = faces.align_face(rgb, face.landmarks, self.face_spec, landmark_model=self.landmark_model)
+                aligned = faces.align_face(rgb, face.landmarks, self.crop_spec, landmark_model=self.landmark_model)
             except ValueError:  # a fit with both eyes on one point: no face to speak of
                 continue
             found.append(face)
