@@ -1,8 +1,10 @@
-"""The `emopy` console script as users run it: landmarks on photos, and the quick start."""
+"""The `emopy` console script as users run it: landmarks on photos, the quick start, and what reaches stderr."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,26 @@ from pathlib import Path
 import cv2
 import pytest
 
+from pipeline import cli
 
-def emopy(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["emopy", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+# Lines in absl's format, as TensorFlow's C++ core logs them: "I0000 00:00:1796078895.624327  6391 port.cc:153] ...".
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)
+TF_START_UP = ("cuInit", "oneDNN", "cudart_stub", "cpu_feature_guard", "absl::InitializeLog", "rebuild TensorFlow")
+
+
+def emopy(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["emopy", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def _environment(**changes: str) -> dict[str, str]:
+    """This environment without TF_CPP_MIN_LOG_LEVEL, which `cli.main` sets in-process for other tests and
+    which would change what TensorFlow prints."""
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    return {**environment, **changes}
+
+
+def _assert_no_tensorflow_lines(stderr: str) -> None:
+    assert not TF_LOG_LINE.search(stderr) and not any(fragment in stderr for fragment in TF_START_UP), stderr
 
 
 def test_landmarks_json_for_one_photo(photo_files, astronaut_face):
@@ -87,3 +106,71 @@ def test_a_small_quickstart_runs_the_whole_pipeline(tmp_path):
 def test_help(argv):
     result = emopy(*argv)
     assert result.returncode == 0 and "usage: emopy" in result.stdout
+
+
+# --- Quiet by default: TensorFlow's start-up lines only with --verbose ---------------------------------------
+
+
+def test_tensorflow_start_up_lines_stay_off_the_terminal_unless_verbose(tmp_path):
+    missing = str(tmp_path / "no_run")  # TensorFlow is loaded before the run directory is found missing
+    quiet = emopy("evaluate", "--run", missing, env=_environment())
+    assert quiet.returncode == 2
+    (line,) = quiet.stderr.splitlines()
+    assert line.startswith("emopy: error: ") and missing in line
+    _assert_no_tensorflow_lines(quiet.stderr)
+
+    verbose = emopy("--verbose", "evaluate", "--run", missing, env=_environment())
+    assert verbose.returncode == 2 and TF_LOG_LINE.search(verbose.stderr), verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == line
+
+
+def test_verbose_goes_before_or_after_the_subcommand():
+    parser = cli._parser()
+    assert parser.parse_args(["--verbose", "evaluate", "--run", "r"]).verbose
+    assert parser.parse_args(["evaluate", "--run", "r", "--verbose"]).verbose
+    assert not parser.parse_args(["evaluate", "--run", "r"]).verbose
+
+
+FIRST_OP = """
+import sys
+from pipeline import cli
+cli.start_tensorflow(verbose=sys.argv[1] == "verbose")
+import tensorflow as tf
+print(int(tf.constant(1) + 1))
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_first_op_after_a_quiet_start_logs_nothing(verbose):
+    """Where there is no CUDA driver, the first op logs a failed cuInit unless start_tensorflow found the devices."""
+    result = subprocess.run([sys.executable, "-c", FIRST_OP, "verbose" if verbose else "quiet"], capture_output=True,
+                            text=True, env=_environment(), timeout=300)
+    assert result.returncode == 0 and result.stdout == "2\n", result.stderr
+    if verbose:
+        assert TF_LOG_LINE.search(result.stderr), result.stderr
+    else:
+        assert result.stderr == ""
+
+
+def test_a_failing_tensorflow_import_shows_its_error_and_what_tensorflow_printed(tmp_path):
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'F0000 00:00:1.0  1 cpu_feature_guard.cc:1] needs AVX, which this CPU lacks\\n')\n"
+        "raise ImportError('the fake tensorflow failed to load')\n")
+    result = emopy("evaluate", "--run", str(tmp_path), env=_environment(PYTHONPATH=str(tmp_path)))
+    assert result.returncode == 1
+    assert "needs AVX, which this CPU lacks" in result.stderr
+    assert "ImportError: the fake tensorflow failed to load" in result.stderr
+    # What the import printed comes first, then the traceback that says where it failed.
+    assert result.stderr.index("needs AVX") < result.stderr.index("Traceback")
+
+
+def test_what_a_successful_block_writes_to_stderr_is_dropped(tmp_path, monkeypatch, capfd):
+    (tmp_path / "noisy_module.py").write_text("import os\nos.write(2, b'I0000 noisy start-up\\n')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with cli.stderr_held_back():
+        import noisy_module  # noqa: F401
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"

@@ -79,3 +79,20 @@ def test_a_face_found_in_a_photo_reaches_the_network_as_its_training_crop(astron
     # emopy's own framing of the same photo is far from the training crop: the check above has teeth.
     other = _network_inputs(_photo(astronaut, scale, offset), faces.FaceSpec(crop_size=48), near)
     assert np.abs(other["image"].astype(float) - trained["image"].astype(float)).mean() > 3 * pixel_error.mean()
+
+
+def test_image_only_models_get_the_same_crop_without_the_landmark_refit(astronaut):
+    """The refit on the crop only feeds landmark models; an image-only model gets the very same pixels."""
+    seen = {}
+
+    def classify(pixels: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        seen[landmarks is None] = pixels
+        return np.full((len(pixels), len(labels.FER2013)), 1.0 / len(labels.FER2013))
+
+    for uses_landmarks in (True, False):
+        recognizer = predict.Recognizer(classify, labels.FER2013, faces.FER2013_FRAMING,
+                                        predict.ModelInput(48, 1, uses_landmarks))
+        assert recognizer.face_spec == faces.FER2013_FRAMING
+        assert recognizer.crop_spec.landmarks == ("crop" if uses_landmarks else "photo")
+        recognizer.predict_frame(astronaut)
+    np.testing.assert_array_equal(seen[True], seen[False])
