@@ -25,9 +25,11 @@ def stderr_held_back() -> Iterator[None]:
     so a failure still shows everything that led to it."""
     sys.stderr.flush()
     terminal = os.dup(2)
-    faulthandler_was_enabled = faulthandler.is_enabled()
-    # A crash inside C++ runs no Python code afterwards: faulthandler at least puts its stack on the terminal.
-    faulthandler.enable(file=terminal)
+    # A crash inside C++ runs no Python code afterwards: faulthandler at least puts its stack on the terminal
+    # (unless it is already on, writing where its owner chose).
+    own_faulthandler = not faulthandler.is_enabled()
+    if own_faulthandler:
+        faulthandler.enable(file=terminal)
     failed = False
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
@@ -39,9 +41,7 @@ def stderr_held_back() -> Iterator[None]:
         finally:
             sys.stderr.flush()
             os.dup2(terminal, 2)
-            if faulthandler_was_enabled:
-                faulthandler.enable()
-            else:
+            if own_faulthandler:
                 faulthandler.disable()
             os.close(terminal)
             if failed:
@@ -142,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, metavar="N", help="default: the next free version under BASE")
     export.add_argument("--model-name", default="emotion", metavar="NAME",
                         help="the name in models.config and the warmup requests")
+    export.add_argument("--test-time-flip", action="store_true",
+                        help="average each face's probabilities with its mirror image's (image-only models)")
 
     serve = commands.add_parser("serve", help="a local server speaking TF Serving's gRPC (and REST) API")
     serve.add_argument("--model-base-path", metavar="BASE", help="default: the model emopy ships")
@@ -251,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving import export
 
         def export_and_print():
-            path = export.export(args.run, args.model_base_path, args.version, args.model_name)
+            path = export.export(args.run, args.model_base_path, args.version, args.model_name,
+                                 test_time_flip=args.test_time_flip)
             print(f"exported {args.run} to {path}")
             print(f"  serve: emopy serve --model-base-path {args.model_base_path} --model-name {args.model_name}")
 

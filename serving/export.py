@@ -32,6 +32,7 @@ import tensorflow as tf
 
 import models
 from emopy_tfds import faces
+from models import test_time
 from pipeline import train
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -73,6 +74,7 @@ class ServingModule(tf.Module):
         self.labels_asset = tf.saved_model.Asset(str(asset_dir / "labels.txt"))
         self.face_spec_asset = tf.saved_model.Asset(str(asset_dir / "face_spec.json"))
         self.input_spec_asset = tf.saved_model.Asset(str(asset_dir / "input_spec.json"))
+        self.export_asset = tf.saved_model.Asset(str(asset_dir / "export.json"))
         time = (None,) if spec.is_sequence else ()
         image_shape = (None, *time, spec.image_size, spec.image_size, spec.channels)
         bytes_spec = tf.TensorSpec([None, *time], tf.string, name="image_bytes")
@@ -234,8 +236,11 @@ def model_config(model_base_path: Path, model_name: str) -> str:
 
 
 def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, version: int | None = None,
-           model_name: str = DEFAULT_MODEL_NAME) -> Path:
+           model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False) -> Path:
     """Writes BASE/<version>/ (default: the next free version) from a finished run; returns its path.
+
+    test_time_flip: serve the mean of the model's probabilities over each face and its mirror image
+    (models.test_time.flip_averaged; image-only models). assets/export.json records it, and the run exported.
 
     The version folder appears complete or not at all (written beside it, then renamed), since a server
     polling BASE may load it the moment it appears.
@@ -244,6 +249,8 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
     base = Path(model_base_path).expanduser()
     record = train.load_config(run_dir)
     model = train.load_model(run_dir)
+    if test_time_flip:
+        model = test_time.flip_averaged(model)
     spec = models.InputSpec(**record["input_spec"])
     face_spec = faces.FaceSpec.from_json((run_dir / train.FACE_SPEC_FILE).read_text())
     version = next_version(base) if version is None else version
@@ -261,6 +268,8 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
         shutil.copy(run_dir / train.LABELS_FILE, assets / "labels.txt")
         (assets / "face_spec.json").write_text(face_spec.to_json() + "\n")
         (assets / "input_spec.json").write_text(spec.to_json() + "\n")
+        provenance = {"run": str(run_dir), "model": record["train"]["model"], "test_time_flip": test_time_flip}
+        (assets / "export.json").write_text(json.dumps(provenance) + "\n")
         module = ServingModule(model, spec, record["class_names"], assets)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
                       "pixels": module.serve_pixels.get_concrete_function()}

@@ -101,7 +101,8 @@ def _export(folder: Path, model: str, spec, classes: Sequence[str]) -> Path:
     run = folder / "run"
     run.mkdir()
     models.build(model, spec, len(classes)).save(str(run / train.MODEL_FILE))
-    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": list(classes)}))
+    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": list(classes),
+                                                     "train": {"model": model}}))
     (run / train.LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
     (run / train.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=spec.image_size).to_json() + "\n")
     base = folder / "export"

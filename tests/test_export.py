@@ -227,3 +227,18 @@ def test_signatures_recognizer_and_evaluate_give_the_same_probabilities_for_the_
     assert len(table) == len(by_index) and expected.shape == (len(by_index), len(labels.FER2013))
     for probabilities in (by_pixels["probabilities"].numpy(), by_bytes["probabilities"].numpy(), in_process):
         np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face, tmp_path):
+    import json
+
+    path = export.export(runs["cnn"], tmp_path / "flipped", test_time_flip=True)
+    keras_model = train.load_model(runs["cnn"])
+    crops = np.stack([face.image, face.image[:, ::-1]])
+    expected = (keras_model({"image": crops}).numpy() + keras_model({"image": crops[:, :, ::-1]}).numpy()) / 2
+    served = tf.saved_model.load(str(path)).signatures["pixels"](image=tf.constant(crops))["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    np.testing.assert_allclose(served[0], served[1], atol=1e-5)  # a face and its mirror now get one answer
+    assert json.loads((path / "assets" / "export.json").read_text())["test_time_flip"] is True
+    with pytest.raises(ValueError, match="image alone"):
+        export.export(runs["multi_input"], tmp_path / "refused", test_time_flip=True)
