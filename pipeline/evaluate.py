@@ -147,6 +147,7 @@ def _evaluate(classify: Callable[[dict], Any], config: data.DataConfig, split: s
     if not true:
         raise ValueError(f"the {split!r} split of {config.dataset} has no examples")
     true, probabilities = np.concatenate(true), np.concatenate(probabilities)
+    output.parent.mkdir(parents=True, exist_ok=True)
     if config.task == "facs":
         report = multilabel_report(true, probabilities, class_names)
     else:
