@@ -34,7 +34,8 @@ def export_base(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     spec = models.InputSpec(kind="image_landmarks", image_size=48, channels=1)
     models.build("multi_input", spec, len(CLASSES)).save(str(run / train.MODEL_FILE))
-    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": CLASSES}))
+    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": CLASSES,
+                                                     "train": {"model": "multi_input"}}))
     (run / train.LABELS_FILE).write_text("".join(f"{name}\n" for name in CLASSES))
     (run / train.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=48).to_json() + "\n")
     base = tmp_path_factory.mktemp("exports") / "emotion"
