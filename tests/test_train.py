@@ -35,10 +35,27 @@ def test_every_recipe_key_is_carried_out_by_the_trainer(name):
 
 
 def test_vgg_trains_with_its_papers_optimizer():
-    optimizer = train._optimizer(train.TrainConfig(dataset="fer2013", model="vgg", out="unused"))
+    optimizer = train._optimizer(train.TrainConfig(dataset="fer2013", model="vgg", out="unused"), steps_per_epoch=10)
     assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
     assert (float(optimizer.learning_rate), optimizer.momentum, optimizer.weight_decay) == pytest.approx(
         (0.01, 0.9, 1e-4))
+
+
+def test_a_cosine_recipe_decays_the_learning_rate_to_zero_over_the_epochs_asked():
+    config = train.TrainConfig(dataset="fer2013", model="vgg_small", out="unused", epochs=4)
+    optimizer = train._optimizer(config, steps_per_epoch=10)
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(40)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule(20)) == pytest.approx(5e-4)
+    assert all(models.recipe(name).get("lr_schedule", "plateau") in train.LR_SCHEDULES for name in models.ARCHITECTURES)
+
+
+def test_class_weight_power_goes_from_none_to_balanced():
+    counts = {"classes": {"a": 100, "b": 25, "c": 0}}
+    assert data.balanced_class_weights(counts) == {"a": 0.625, "b": 2.5, "c": 0.0}
+    assert data.balanced_class_weights(counts, 0.5) == pytest.approx({"a": 0.625 ** 0.5, "b": 2.5 ** 0.5, "c": 0.0})
+    assert data.balanced_class_weights(counts, 0.0) == {"a": 1.0, "b": 1.0, "c": 0.0}
 
 
 def test_vgg_learning_rate_falls_on_a_validation_accuracy_plateau_as_its_paper():
