@@ -18,7 +18,7 @@ from typing import Callable
 
 import tf_keras as keras
 
-from models import preprocessing, test_time
+from models import preprocessing
 
 # What each input kind feeds the model, by input name.
 INPUT_KINDS = ("image", "landmarks", "image_landmarks", "image_sequence", "landmark_sequence")
@@ -139,7 +139,7 @@ def recipe(name: str) -> dict:
 
 def custom_objects() -> dict[str, Callable]:
     """Every custom layer and loss, for keras.models.load_model."""
-    objects = {**preprocessing.CUSTOM_OBJECTS, **test_time.CUSTOM_OBJECTS}
+    objects = dict(preprocessing.CUSTOM_OBJECTS)
     for name in ARCHITECTURES:
         objects.update(getattr(_module(name), "CUSTOM_OBJECTS", {}))
     return objects
