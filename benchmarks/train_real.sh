@@ -16,8 +16,9 @@ if [ ! -d "$data_dir/fer2013/original" ]; then
   emopy build fer2013 --manual-dir "$source_dir" --config original --data-dir "$data_dir"
 fi
 mkdir -p "$runs"
-# name, epochs: sized so that the four fit in about 80 minutes on 2 cores (vgg's epoch alone is ~20 minutes).
-for entry in cnn:12 landmarks:25 multi_input:10 capsnet:3 ${EMOPY_WITH_VGG:+vgg:2}; do
+# name, epochs: the first four take about 35 minutes on 2 cores, vgg_small (the default model's run) about an
+# hour more; vgg (about 7 minutes an epoch here) only when EMOPY_WITH_VGG is set.
+for entry in cnn:12 landmarks:25 multi_input:10 capsnet:3 vgg_small:40 ${EMOPY_WITH_VGG:+vgg:2}; do
   model=${entry%%:*}
   epochs=${entry##*:}
   start=$(date +%s)
