@@ -210,10 +210,7 @@ def run_export(model: str | os.PathLike | None, dataset: str, split: str = "test
 
     base = Path(model).expanduser() if model is not None else default_model.base_path()
     version_dir = predict.resolve_export(base)
-    try:
-        class_names, _, spec = export.read_assets(version_dir)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{version_dir}: not an emopy export (missing {error.filename})") from None
+    class_names, _, spec = export.read_assets(version_dir)
     scheme = labels.label_set_of(class_names)
     if scheme is None:
         raise ValueError(f"{version_dir}: its classes ({', '.join(class_names)}) are no emopy label scheme "

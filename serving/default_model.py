@@ -14,7 +14,7 @@ BASE = Path(__file__).resolve().parent / "default_export"
 
 def base_path() -> Path:
     """The shipped export's base path; a clear error if the installed package lacks it."""
-    if not any(child.name.isdigit() for child in BASE.iterdir()) if BASE.is_dir() else True:
+    if not BASE.is_dir() or not any(child.name.isdigit() for child in BASE.iterdir()):
         raise FileNotFoundError(f"emopy's default model is missing from the installed package ({BASE}): "
                                 f"reinstall emopy, or name a model with --model")
     return BASE

@@ -293,8 +293,11 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
 
 
 def read_assets(export_dir: str | os.PathLike) -> tuple[list[str], faces.FaceSpec, models.InputSpec]:
-    """Label names, FaceSpec and input spec saved with an export."""
+    """Label names, FaceSpec and input spec saved with an export; a clear error naming what is missing."""
     assets = Path(export_dir) / "assets"
-    return ((assets / "labels.txt").read_text().split("\n")[:-1],
-            faces.FaceSpec.from_json((assets / "face_spec.json").read_text()),
-            models.InputSpec.from_json((assets / "input_spec.json").read_text()))
+    try:
+        return ((assets / "labels.txt").read_text().split("\n")[:-1],
+                faces.FaceSpec.from_json((assets / "face_spec.json").read_text()),
+                models.InputSpec.from_json((assets / "input_spec.json").read_text()))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{export_dir}: not an emopy export (missing {error.filename})") from None
