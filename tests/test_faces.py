@@ -70,8 +70,8 @@ def test_faces_are_sorted_largest_first(astronaut):
 
 def test_upsampling_finds_faces_too_small_for_the_plain_detector(astronaut):
     tiny = cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)
-    assert faces.detect_faces(tiny) == []
-    assert len(faces.detect_faces(tiny, upsample=1)) == 1
+    assert faces.detect_faces(tiny, detector="hog") == []
+    assert len(faces.detect_faces(tiny, upsample=1, detector="hog")) == 1
 
 
 def test_already_cropped_mode_uses_the_whole_image_as_the_face_box(astronaut, astronaut_face):
@@ -261,16 +261,16 @@ def test_landmark_model_comes_from_the_package_without_pkg_resources():
     script = (
         "import sys\n"
         "import threading\n"
-        "from emopy_tfds import faces\n"
-        "assert not hasattr(faces._per_thread, 'detector') and faces._shape_predictor.cache_info().currsize == 0\n"
+        "from emopy_tfds import detection, faces\n"
+        "assert not hasattr(detection._per_thread, 'detector') and faces._shape_predictor.cache_info().currsize == 0\n"
         "path = faces.landmark_model_path()\n"
         "assert path.name == 'shape_predictor_68_face_landmarks.dat', path\n"
         "faces.find_faces(faces.np.zeros((64, 64), faces.np.uint8))\n"
-        "detector = faces._frontal_face_detector()\n"
+        "detector = detection._frontal_face_detector()\n"
         "faces.find_faces(faces.np.zeros((64, 64), faces.np.uint8))\n"
-        "assert faces._frontal_face_detector() is detector  # built once per thread\n"
+        "assert detection._frontal_face_detector() is detector  # built once per thread\n"
         "other = []\n"
-        "thread = threading.Thread(target=lambda: other.append(faces._frontal_face_detector()))\n"
+        "thread = threading.Thread(target=lambda: other.append(detection._frontal_face_detector()))\n"
         "thread.start(), thread.join()\n"
         "assert other[0] is not detector  # dlib's detector is not safe to share between threads\n"
         "for _ in range(2):\n"
@@ -339,7 +339,7 @@ def test_exif_orientation_is_applied(tmp_path, astronaut):
     from PIL import Image
 
     sideways = np.ascontiguousarray(np.rot90(astronaut, k=1))  # stored rotated 90 degrees anticlockwise
-    assert faces.detect_faces(sideways) == []  # the detector needs the face upright
+    assert faces.detect_faces(sideways, detector="hog") == []  # the HOG detector needs the face upright
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     path = tmp_path / "phone.jpg"

@@ -55,8 +55,8 @@ class SequenceToExamples(beam.DoFn):
         self._done = 0
 
     def setup(self):
-        faces.load_models(self._landmark_model)
         self._spec = faces.FaceSpec.from_json(self._spec_json)
+        faces.load_models(self._landmark_model, self._spec.detector)
 
     def process(self, element) -> Iterator:
         sequence, label, action_units, fold = element
@@ -66,7 +66,8 @@ class SequenceToExamples(beam.DoFn):
         images = [faces.load_image(epath.Path(sequence.frames[i]).read_bytes()) for i in kept]
         ck_landmarks = [_ck_landmarks(sequence.landmark_files[i]) for i in kept]
         fallback = faces.box_from_landmarks(ck_landmarks[0]) if ck_landmarks[0] is not None else None
-        track = faces.track_face(images, fallback_box=fallback, landmark_model=self._landmark_model)
+        track = faces.track_face(images, detector=self._spec.detector, fallback_box=fallback,
+                                 landmark_model=self._landmark_model)
         self._detections.inc(track.detections)
         yield beam.pvalue.TaggedOutput("report", {"frames": len(kept), "detections": track.detections})
         if any(face is None for face in track.faces):

@@ -55,8 +55,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     _facs.txt and _landmarks.txt files together.
     """
 
-    def __init__(self, *, landmark_model: str | os.PathLike | None = None, **kwargs):
+    def __init__(self, *, landmark_model: str | os.PathLike | None = None, detector: str = faces.DEFAULT_DETECTOR,
+                 **kwargs):
         self._landmark_model = landmark_model
+        self._detector = faces.detection.check_detector(detector)
         super().__init__(**kwargs)
 
     @property
@@ -65,7 +67,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     @property
     def face_spec(self) -> faces.FaceSpec:
-        return faces.FaceSpec(crop_size=self.builder_config.crop_size)
+        return faces.FaceSpec(crop_size=self.builder_config.crop_size, detector=self._detector)
 
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.crop_size

@@ -1,0 +1,135 @@
+"""The detector choice: HOG, dlib's CNN detector, and `auto`, on real faces (the astronaut) that HOG finds or misses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from emopy_tfds import detection, faces
+
+# Landmarks fitted on a mapped CNN box may differ from those fitted on HOG's box of the same face by this much, in
+# units of the face box's side, on average over the 68 points (measured: 0.006 on the frame below).
+LANDMARK_TOLERANCE = 0.02
+# The same face's fer2013-framed 48x48 crops, by either detector: mean absolute difference in grey levels
+# (measured: 2.6).
+CROP_TOLERANCE = 5.0
+
+
+def head_in_frame(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut's head and shoulders, 1.5x, on a grey 640x480 frame: a face box of about 150 px."""
+    head = cv2.resize(astronaut[0:250, 100:300], None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    frame[60:435, 170:470] = head
+    return frame
+
+
+def covered_mouth(astronaut: np.ndarray) -> np.ndarray:
+    """The same frame with a hand-sized grey patch over the nose and mouth: HOG no longer finds the face."""
+    frame = head_in_frame(astronaut)
+    (box,) = faces.detect_faces(frame, detector="hog")
+    frame[box.y + box.h * 55 // 100:box.y + box.h + 10, box.x + 5:box.x + box.w - 5] = 90
+    return frame
+
+
+@pytest.fixture(scope="module")
+def covered(astronaut) -> np.ndarray:
+    return covered_mouth(astronaut)
+
+
+def test_a_face_hog_misses_is_found_by_auto_and_cnn(covered, astronaut):
+    assert faces.detect_faces(covered, detector="hog") == []
+    (auto,) = faces.detect_faces(covered, detector="auto")
+    (cnn,) = faces.detect_faces(covered, detector="cnn")
+    assert auto == cnn
+    # Where the face is: about where HOG finds it before it is covered.
+    (uncovered,) = faces.detect_faces(head_in_frame(astronaut), detector="hog")
+    assert faces.box_overlap(auto, uncovered) > 0.6
+    assert faces.detect_faces(covered) == [auto]  # auto is the default
+
+
+def test_auto_does_not_run_the_cnn_detector_where_hog_finds_the_face(astronaut, monkeypatch):
+    calls = []
+    real = detection.cnn_boxes
+    monkeypatch.setattr(detection, "cnn_boxes", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    assert faces.detect_faces(head_in_frame(astronaut), detector="auto") == faces.detect_faces(
+        head_in_frame(astronaut), detector="hog")
+    assert calls == []
+
+
+@pytest.mark.parametrize("detector", faces.DETECTORS)
+def test_a_blank_image_has_no_face_under_every_detector(detector):
+    assert faces.detect_faces(np.full((480, 640, 3), 128, np.uint8), detector=detector) == []
+    assert faces.find_faces(np.zeros((240, 320), np.uint8), detector=detector) == []
+
+
+def test_landmarks_and_crop_do_not_depend_on_the_detector(astronaut):
+    frame = head_in_frame(astronaut)
+    (hog_box,) = faces.detect_faces(frame, detector="hog")
+    (cnn_box,) = faces.detect_faces(frame, detector="cnn")
+    assert faces.box_overlap(hog_box, cnn_box) > 0.6
+    hog_points = faces.fit_landmarks(frame, hog_box)
+    cnn_points = faces.fit_landmarks(frame, cnn_box)
+    error = np.linalg.norm(hog_points - cnn_points, axis=1).mean() / hog_box.w
+    assert error < LANDMARK_TOLERANCE
+    spec = faces.FER2013_FRAMING
+    hog_crop = faces.align_face(frame, hog_points, spec).image.astype(np.float64)
+    cnn_crop = faces.align_face(frame, cnn_points, spec).image.astype(np.float64)
+    assert np.abs(hog_crop - cnn_crop).mean() < CROP_TOLERANCE
+
+
+def test_an_unknown_detector_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown face detector 'haar'.*auto, hog, cnn"):
+        faces.detect_faces(np.zeros((64, 64), np.uint8), detector="haar")
+    with pytest.raises(ValueError, match="unknown face detector"):
+        faces.FaceSpec(detector="haar")
+
+
+def test_the_face_spec_records_the_detector_and_older_specs_read_as_auto():
+    spec = faces.FaceSpec(detector="hog")
+    assert faces.FaceSpec.from_json(spec.to_json()).detector == "hog"
+    assert faces.FaceSpec.from_json('{"crop_size": 48}').detector == "auto"
+
+
+def test_a_sequence_without_a_face_costs_one_cnn_pass(monkeypatch):
+    calls = []
+    real = detection.cnn_boxes
+    monkeypatch.setattr(detection, "cnn_boxes", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    blank = [np.full((240, 320), 128, np.uint8)] * 4
+    track = faces.track_face(blank, detector="auto")
+    assert track.faces == [None] * 4 and track.detections == 4
+    assert len(calls) == 1
+
+
+def test_tracking_finds_a_covered_face_under_auto_only(covered):
+    assert faces.track_face([covered, covered], detector="hog").faces == [None, None]
+    found = faces.track_face([covered, covered], detector="auto").faces
+    assert all(face is not None for face in found)
+
+
+def _emopy(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["emopy", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_flag_chooses_the_detector_for_landmarks_and_predict(covered, tmp_path):
+    path = tmp_path / "covered.png"
+    cv2.imwrite(str(path), cv2.cvtColor(covered, cv2.COLOR_RGB2BGR))
+    counts = {}
+    for detector in ("hog", "auto"):
+        result = _emopy("landmarks", str(path), "--json", "--detector", detector)
+        assert result.returncode == 0, result.stderr
+        counts[detector] = len(json.loads(result.stdout)["faces"])
+    assert counts == {"hog": 0, "auto": 1}
+    output = tmp_path / "rows.csv"
+    result = _emopy("predict", str(path), "--output", str(output))  # the default model's spec: auto
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    assert len(pd.read_csv(output)) == 1
+    result = _emopy("predict", str(path), "--detector", "hog", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(output)) == 0
+    assert _emopy("predict", str(path), "--detector", "haar").returncode == 2
