@@ -246,7 +246,8 @@ class FaceTracker:
             self._tracks[face_id].missed += 1
             if self._tracks[face_id].missed > self.max_missed:
                 del self._tracks[face_id]
-        return ids, np.array(smoothed).reshape(len(ids), -1)
+        # A frame without faces keeps its [0, K] shape (reshaping an empty array to (0, -1) is an error).
+        return ids, np.array(smoothed) if smoothed else np.zeros(np.shape(probabilities))
 
 
 # --- Tables -------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def test_emotion_config_from_each_layout(tmp_path, trees, layout):
     metadata = json.loads(next(tmp_path.glob("ck_plus/emotion/1.0.0/metadata.json")).read_text())
     assert metadata["sequences_left_out"] == 1 and metadata["left_out"][0].startswith("S022/003")
     assert json.loads(metadata["face_spec"])["crop_size"] == 96
+    assert json.loads(metadata["face_spec"])["detector"] == "auto"  # the default, recorded
 
 
 def test_sequences_and_facs_configs(tmp_path, trees):
@@ -170,10 +171,11 @@ def test_a_48_pixel_variant_for_joint_training_with_fer2013(tmp_path):
     from emopy_tfds.testing import IN_PROCESS_BEAM
 
     config = CkPlusConfig(name="emotion48", kind="emotion", crop_size=48)
-    builder = tfds.builder("ck_plus", config=config, data_dir=str(tmp_path))
+    builder = tfds.builder("ck_plus", config=config, data_dir=str(tmp_path), detector="hog")
     dummy_data = Path(ck_plus_files.__file__).parent / "dummy_data"
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(dummy_data),
                                                                             beam_options=IN_PROCESS_BEAM))
     examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
     assert len(examples) == 8 and examples[0]["image"].shape == (48, 48, 1)
-    assert json.loads(builder.info.metadata["face_spec"])["crop_size"] == 48
+    spec = json.loads(builder.info.metadata["face_spec"])
+    assert spec["crop_size"] == 48 and spec["detector"] == "hog"

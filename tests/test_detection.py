@@ -133,3 +133,39 @@ def test_the_cli_flag_chooses_the_detector_for_landmarks_and_predict(covered, tm
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(output)) == 0
     assert _emopy("predict", str(path), "--detector", "haar").returncode == 2
+
+
+class FrameList:
+    """A capture (read/get/release, as cv2.VideoCapture) over frames held in memory."""
+
+    def __init__(self, frames):
+        self._frames = list(frames)
+
+    def read(self):
+        return (True, self._frames.pop(0)) if self._frames else (False, None)
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def test_on_video_auto_runs_the_cnn_detector_only_where_a_tracked_face_is_lost(astronaut, covered, monkeypatch):
+    from serving import predict
+
+    calls = []
+    real = detection.cnn_boxes
+    monkeypatch.setattr(detection, "cnn_boxes", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    bgr = [cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) for frame in (head_in_frame(astronaut), covered)]
+    blank = np.full_like(bgr[0], 128)
+    # Seen, seen, lost by HOG (the CNN detector finds it: twice), gone (the CNN detector looks once), still gone.
+    frames = [bgr[0], bgr[0], bgr[1], bgr[1], blank, blank]
+    with predict.Recognizer.default() as recognizer:
+        assert recognizer.detector == "auto"
+        tables = list(recognizer.stream(FrameList(frames)))
+    assert [len(table) for table in tables] == [1, 1, 1, 1, 0, 0]
+    assert {int(table["face_id"].iloc[0]) for table in tables[:4]} == {0}  # one face, tracked throughout
+    assert len(calls) == 3
+    with predict.Recognizer.default(detector="hog") as recognizer:
+        assert [len(table) for table in recognizer.stream(FrameList(frames))] == [1, 1, 0, 0, 0, 0]
