@@ -105,10 +105,10 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from serving import default_model, export, predict
+    from serving import default_model, layout, predict
 
     version_dir = predict.resolve_export(args.model or default_model.base_path())
-    class_names, face_spec, input_spec = export.read_assets(version_dir)
+    class_names, face_spec, input_spec = layout.read_assets(version_dir)
     signature = tf.saved_model.load(str(version_dir)).signatures[predict.PIXELS_SIGNATURE]
     crops, landmarks, true = validation_crops(args.data_dir)
     feeds = {"image": tf.constant(crops)}

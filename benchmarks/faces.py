@@ -100,17 +100,9 @@ def photos(crops: list[np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
             yield variant, photo_of(hard_variant(crop, variant), rng)[0]
 
 
-def haar_detector() -> Callable[[np.ndarray], list]:
-    """OpenCV's frontal Haar cascade, which ships inside OpenCV's wheel (the `fer` package's detector), with fer's
-    settings; measured beside emopy's detectors, not offered by emopy."""
-    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
-    return lambda gray: list(cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(50, 50)))
-
-
 def compare_detectors(data_dir: Path, count: int) -> None:
     what, crops = real_faces(data_dir, count)
     detectors = {name: (lambda photo, name=name: faces.detect_faces(photo, detector=name)) for name in faces.DETECTORS}
-    detectors["haar (not offered)"] = haar_detector()
     found = {name: [] for name in detectors}
     seconds = {name: [] for name in detectors}
     variants = []
@@ -121,13 +113,13 @@ def compare_detectors(data_dir: Path, count: int) -> None:
             found[name].append(bool(len(detect(photo))))
             seconds[name].append(time.perf_counter() - started)
     variants = np.array(variants)
-    anyone = np.any([found[name] for name in faces.DETECTORS], axis=0)  # what emopy offers
+    anyone = np.any([found[name] for name in detectors], axis=0)
     print(f"\ndetectors on {what}, each {'; '.join(VARIANTS)} ({len(variants)} photos, 640x480):")
-    print(f"  {'detector':<19}" + "".join(f"{variant:>21}" for variant in VARIANTS)
+    print(f"  {'detector':<9}" + "".join(f"{variant:>21}" for variant in VARIANTS)
           + f"{'all':>8}{'of any':>8}{'ms/photo':>10}")
     for name in detectors:
         hits = np.array(found[name])
-        print(f"  {name:<19}" + "".join(f"{hits[variants == variant].mean():>21.1%}" for variant in VARIANTS)
+        print(f"  {name:<9}" + "".join(f"{hits[variants == variant].mean():>21.1%}" for variant in VARIANTS)
               + f"{hits.mean():>8.1%}{hits[anyone].mean():>8.1%}{1000 * np.median(seconds[name]):>10.1f}")
     share = np.array(found["auto"])[anyone].mean()
     print(f"  auto finds {share:.1%} of the faces any detector finds (target >= {AUTO_TARGET:.0%}: "

@@ -142,7 +142,7 @@ def main() -> None:
     frame = frame_640x480(photo)
     (face,) = faces.find_faces(frame)
     aligned = faces.align_face(frame, face.landmarks, recognizer.crop_spec)
-    pixels = predict.model_pixels([aligned.image], recognizer.inputs.channels)
+    pixels = aligned.image[np.newaxis]
     points = aligned.landmarks[None].astype(np.float32) if recognizer.inputs.uses_landmarks else None
     table = recognizer.predict_frame(frame)
     if len(table) != 1:

@@ -81,18 +81,20 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="emopy-bench-serving-"))
     base = make_export(workdir, args.model)
-    export_dir = max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
     import tensorflow as tf
 
     from emopy_tfds import faces
-    from pipeline import data, train
-    from serving import export
+    from pipeline import data
+    from pipeline.run_dir import RunDir
+    from serving import export, layout
+
+    export_dir = layout.resolve_export(base)
     from serving.client import EmotionClient
 
-    class_names, face_spec, spec = export.read_assets(export_dir)
+    class_names, face_spec, spec = layout.read_assets(export_dir)
     face = export.sample_face(face_spec)
-    keras_model = train.load_model(workdir / "run")
+    keras_model = RunDir.open(workdir / "run").load_model()
     loaded = tf.saved_model.load(str(export_dir))
     signature = loaded.signatures["serving_default"]
     encoded = faces.encode_png(face.image)

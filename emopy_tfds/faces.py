@@ -1,4 +1,4 @@
-"""The one place that turns pixels into faces: image loading, dlib detection, 68 landmarks, alignment, crop.
+"""The one place that turns pixels into faces: dlib detection, 68 landmarks, alignment, crop.
 
 Dataset builders call it while writing TFRecords and prediction calls it on photos, so a model sees faces
 preprocessed exactly as in training. The crop geometry is described by a `FaceSpec` that models carry.
@@ -10,33 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import json
 import math
 import os
-import warnings
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import cv2
 import dlib
 import numpy as np
-from PIL import Image
 
 from emopy_tfds import detection
 from emopy_tfds.detection import DEFAULT_DETECTOR, DETECTORS, Box  # noqa: F401  (faces.Box, as before)
+# What reads images lives in images.py; faces re-exports it, as every caller reads a photo and then its faces.
+from emopy_tfds.images import (  # noqa: F401
+    MAX_IMAGE_PIXELS, ImageError, ImageLike, decode_image, encode_png, load_image, to_rgb8)
 
 LANDMARK_MODEL_ENV = "EMOPY_LANDMARK_MODEL"
 LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
 NUM_LANDMARKS = 68
 
-# Far above any camera frame, far below what would exhaust memory once decoded (3 bytes a pixel).
-MAX_IMAGE_PIXELS = 100_000_000
 
-# Index ranges of the iBUG 300-W 68-point markup. "Right" is the subject's right (left in the image).
-JAW = slice(0, 17)
-RIGHT_BROW, LEFT_BROW = slice(17, 22), slice(22, 27)
-NOSE = slice(27, 36)
+# Index ranges of the iBUG 300-W 68-point markup that emopy uses (alignment centres on the eyes). "Right" is the
+# subject's right (left in the image).
 RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)
 MOUTH = slice(48, 68)
 
@@ -63,14 +59,8 @@ MIRRORED_LANDMARKS = _mirrored_landmarks()
 EYE_DISTANCE = 0.45
 EYE_LINE = 0.30
 
-ImageLike = Union[str, os.PathLike, bytes, np.ndarray]
-
 # Where a crop's landmarks come from: the photo's fit mapped into the crop, or a fresh fit on the crop itself.
 LANDMARK_FITS = ("photo", "crop")
-
-
-class ImageError(ValueError):
-    """An image that cannot be read: corrupt, unsupported, or too large to decode safely."""
 
 
 class LandmarkModelNotFoundError(FileNotFoundError):
@@ -157,88 +147,6 @@ FER2013_FRAMING = FaceSpec(crop_size=48, margin=0.0, align=False, eye_distance=1
                            landmarks="crop", framing="fer2013")
 
 
-# --- Images -------------------------------------------------------------------------------------------
-
-
-def load_image(
-    source: ImageLike,
-    *,
-    channel_order: str = "rgb",
-    max_pixels: int = MAX_IMAGE_PIXELS,
-) -> np.ndarray:
-    """Any accepted image as uint8 RGB (H, W, 3).
-
-    `source` is a file path, encoded bytes (PNG, JPEG, ...), or an array: gray (H, W) or (H, W, 1), colour
-    (H, W, 3) or with alpha (H, W, 4), uint8, uint16 or float in [0, 1]. Arrays are RGB(A) unless
-    `channel_order="bgr"` (OpenCV's order). Raises ImageError naming the file on anything unreadable.
-    """
-    if isinstance(source, np.ndarray):
-        return to_rgb8(source, channel_order=channel_order)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(source), name="<bytes>", max_pixels=max_pixels)
-    path = Path(source)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ImageError(f"{path}: cannot read file ({error.strerror or error})") from None
-    return decode_image(data, name=str(path), max_pixels=max_pixels)
-
-
-def decode_image(data: bytes, *, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Encoded image bytes as uint8 RGB (H, W, 3); checks the size in the header before decoding."""
-    if not data:
-        raise ImageError(f"{name}: empty file")
-    try:
-        with warnings.catch_warnings():
-            # Our own limit below replaces Pillow's warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(data)).size
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image too large to decode safely (limit {max_pixels} pixels)") from None
-    except Exception:  # Pillow raises many kinds of error on garbage; all mean the same here.
-        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
-    if width * height > max_pixels:
-        raise ImageError(
-            f"{name}: image of {width}x{height} pixels is too large to decode safely (limit {max_pixels} pixels)"
-        )
-    # ANYCOLOR | ANYDEPTH keeps 16-bit depth and, unlike IMREAD_UNCHANGED, applies EXIF orientation.
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    if decoded is None:
-        raise ImageError(f"{name}: not a readable image (corrupt or truncated)")
-    return to_rgb8(decoded, channel_order="bgr", name=name)
-
-
-def to_rgb8(image: np.ndarray, *, channel_order: str = "rgb", name: str = "<array>") -> np.ndarray:
-    """A gray, RGB(A) or BGR(A) array of uint8, uint16 or float [0, 1] as uint8 RGB (H, W, 3)."""
-    if channel_order not in ("rgb", "bgr"):
-        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-        raise ImageError(f"{name}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) pixels, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ImageError(f"{name}: image has no pixels ({image.shape})")
-    image = _to_uint8(image, name)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if channel_order == "bgr":
-        code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGB
-    else:
-        code = None if image.shape[2] == 3 else cv2.COLOR_RGBA2RGB
-    return np.ascontiguousarray(image) if code is None else cv2.cvtColor(image, code)
-
-
-def _to_uint8(image: np.ndarray, name: str) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.uint16:
-        return np.round(image / 257.0).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating):
-        return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise ImageError(f"{name}: unsupported pixel type {image.dtype} (use uint8, uint16 or float in [0, 1])")
-
-
 # --- dlib models --------------------------------------------------------------------------------------
 
 
@@ -300,15 +208,6 @@ def fit_landmarks(image: ImageLike, box: Box, *, landmark_model: str | os.PathLi
     """The 68 landmarks inside a face box, float32 (68, 2) (x, y) in image pixels."""
     gray = _gray(load_image(image))
     return _fit(gray, box, landmark_model)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """A face crop (or any uint8 gray or RGB image) as PNG bytes: lossless, what datasets store and servers take."""
-    pixels = image if image.ndim == 2 or image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    encoded, data = cv2.imencode(".png", pixels)
-    if not encoded:
-        raise ImageError(f"cannot encode an image of shape {image.shape} and type {image.dtype} as PNG")
-    return data.tobytes()
 
 
 def _fit(gray: np.ndarray, box: Box, landmark_model) -> np.ndarray:

@@ -117,7 +117,6 @@ def convert(ids: Iterable[int] | np.ndarray, source: str, target: str) -> np.nda
 
 
 CK_PLUS_TO_FER2013 = mapping("ck_plus", "fer2013")
-FERPLUS_TO_FER2013 = mapping("ferplus", "fer2013")
 
 
 # Valence and arousal, the two axes of Russell's circumplex of affect:

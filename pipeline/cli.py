@@ -11,6 +11,8 @@ import tempfile
 from typing import Iterator, Sequence
 
 from emopy_tfds.detection import DETECTORS
+from pipeline import train_config
+from serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
 WITHOUT_TENSORFLOW = frozenset({"landmarks"})
@@ -104,29 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="rebuild even if the dataset already exists")
 
     train = commands.add_parser("train", help="train a zoo model on a built dataset (tf.distribute, resumable)")
-    train.add_argument("--dataset", required=True, metavar="NAME",
-                       help="fer2013, fer2013/ferplus, ck_plus (= ck_plus/emotion), ck_plus/sequences, ck_plus/facs "
-                            "or fer2013+ck_plus")
-    train.add_argument("--model", required=True, metavar="NAME",
-                       help="cnn, landmarks, multi_input, landmark_lstm, image_lstm, capsnet or vgg")
-    train.add_argument("--out", required=True, metavar="RUN_DIR",
-                       help="run directory; rerunning the same command there resumes an interrupted run")
-    train.add_argument("--data-dir", default="~/tensorflow_datasets", metavar="DIR", help="where TFDS datasets live")
-    train.add_argument("--strategy", default="auto", choices=["auto", "one_device", "mirrored", "multi_worker", "tpu"])
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=64, metavar="N",
-                       help="per replica; the global batch is N x replicas")
-    train.add_argument("--learning-rate", type=float, metavar="LR", help="default: the model's recipe")
-    train.add_argument("--labels", metavar="SCHEME",
-                       help="fer2013, ck_plus, ferplus, pos_neg_neu or pos_neu (default: the dataset's own)")
-    train.add_argument("--task", default="emotion", choices=["emotion", "facs"],
-                       help="facs: multi-label action units on ck_plus/facs")
-    train.add_argument("--image-size", type=int, default=48, metavar="S", help="side of the model's input images")
-    train.add_argument("--sequence-length", type=int, default=10, metavar="T", help="frames per sequence")
-    train.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts, zooms or lighting")
-    train.add_argument("--no-class-weights", action="store_true", help="do not weight rare classes up")
-    train.add_argument("--patience", type=int, default=10, metavar="N", help="epochs without improvement to stop")
-    train.add_argument("--seed", type=int, metavar="N", help="seed everything and use deterministic ops")
+    train_config.add_arguments(train)
     train.add_argument("--cv", type=int, metavar="K", help="CK+: subject-independent K-fold cross-validation")
 
     evaluate = commands.add_parser("evaluate",
@@ -147,14 +127,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--run", required=True, metavar="RUN_DIR")
     export.add_argument("--model-base-path", required=True, metavar="BASE", help="writes BASE/<version>/")
     export.add_argument("--version", type=int, metavar="N", help="default: the next free version under BASE")
-    export.add_argument("--model-name", default="emotion", metavar="NAME",
+    export.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME",
                         help="the name in models.config and the warmup requests")
     export.add_argument("--test-time-flip", action="store_true",
                         help="average each face's probabilities with its mirror image's (image-only models)")
 
     serve = commands.add_parser("serve", help="a local server speaking TF Serving's gRPC (and REST) API")
     serve.add_argument("--model-base-path", metavar="BASE", help="default: the model emopy ships")
-    serve.add_argument("--model-name", default="emotion", metavar="NAME")
+    serve.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME")
     serve.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     serve.add_argument("--rest-port", type=int, metavar="PORT", help="also serve TF Serving's REST API here")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
@@ -179,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", metavar="DIR", help="a local export: BASE/N, or BASE for its highest version "
                          "(default: the model emopy ships); with --server, only its labels and FaceSpec are read")
     predict.add_argument("--server", metavar="HOST:PORT", help="classify on a TF Serving (or emopy serve) gRPC port")
-    predict.add_argument("--model-name", default="emotion", metavar="NAME", help="the served model's name")
+    predict.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME", help="the served model's name")
     predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
     predict.add_argument("--annotate", metavar="OUT", help="draw faces and emotions: OUT.png for a photo, OUT.mp4 for "
                          "a video; with several inputs OUT-<name>.png/.mp4")
@@ -232,15 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
                          landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite)
     if args.command == "train":
-        from pipeline import train
+        from pipeline import cross_validate, train
 
-        config = train.TrainConfig(
-            dataset=args.dataset, model=args.model, out=args.out, data_dir=args.data_dir, labels=args.labels,
-            task=args.task, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, image_size=args.image_size, sequence_length=args.sequence_length,
-            augment=not args.no_augment, class_weights=not args.no_class_weights, patience=args.patience,
-            seed=args.seed)
-        return _report_errors(lambda: train.cross_validate(config, args.cv) if args.cv else train.run(config))
+        config = train_config.from_args(args)
+        return _report_errors(lambda: cross_validate.run(config, args.cv) if args.cv else train.run(config))
     if args.command == "evaluate":
         from pipeline import evaluate
 

@@ -271,8 +271,6 @@ def _record(example, source: Source, config: DataConfig, spec: models.InputSpec)
     image, points = _resize(image, points, spec.image_size)
     record = {"landmarks": points, "target": _target(example, source, config)}
     if spec.uses_images:
-        if spec.channels == 3 and image.shape[-1] == 1:
-            image = tf.repeat(image, 3, axis=-1)
         record["image"] = image
     return record
 

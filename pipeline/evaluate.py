@@ -165,21 +165,16 @@ def _evaluate(classify: Callable[[dict], Any], config: data.DataConfig, split: s
 def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLike | None = None,
         batch_size: int = 256) -> dict:
     """Evaluates a finished run on a split; writes and returns the report."""
-    import models
-    from pipeline import data, train
+    from pipeline.run_dir import RunDir
 
-    run_dir = Path(run_dir).expanduser()
-    output = Path(output) if output else run_dir / f"evaluation-{split}.json"
-    record = train.load_config(run_dir)
-    settings = record["train"]
-    config = data.DataConfig(settings["dataset"], data_dir=settings["data_dir"], labels=settings["labels"],
-                             task=settings["task"], folds=settings["folds"], test_fold=settings["test_fold"])
-    spec = models.InputSpec(**record["input_spec"])
-    model = train.load_model(run_dir)
-    header = {"run": str(run_dir), "split": split, "dataset": settings["dataset"], "model": settings["model"],
-              "class_names": record["class_names"]}
-    return _evaluate(lambda inputs: model(inputs, training=False), config, split, spec, header,
-                     name=settings["model"], output=output, picture=run_dir / f"confusion-{split}.png",
+    run = RunDir.open(run_dir)
+    output = Path(output) if output else run.path / f"evaluation-{split}.json"
+    settings, config = run.settings, run.train_config.data_config
+    model = run.load_model()
+    header = {"run": str(run.path), "split": split, "dataset": settings["dataset"], "model": settings["model"],
+              "class_names": run.class_names}
+    return _evaluate(lambda inputs: model(inputs, training=False), config, split, run.input_spec, header,
+                     name=settings["model"], output=output, picture=run.path / f"confusion-{split}.png",
                      predictions=output.parent / f"predictions-{split}.csv", batch_size=batch_size)
 
 
@@ -206,11 +201,11 @@ def run_export(model: str | os.PathLike | None, dataset: str, split: str = "test
 
     from emopy_tfds import labels
     from pipeline import data
-    from serving import default_model, export, predict
+    from serving import default_model, layout
 
     base = Path(model).expanduser() if model is not None else default_model.base_path()
-    version_dir = predict.resolve_export(base)
-    class_names, _, spec = export.read_assets(version_dir)
+    version_dir = layout.resolve_export(base)
+    class_names, _, spec = layout.read_assets(version_dir)
     scheme = labels.label_set_of(class_names)
     if scheme is None:
         raise ValueError(f"{version_dir}: its classes ({', '.join(class_names)}) are no emopy label scheme "
@@ -219,12 +214,12 @@ def run_export(model: str | os.PathLike | None, dataset: str, split: str = "test
     tag = f"{dataset.replace('/', '-')}-{split}"
     output = Path(output) if output else Path(f"evaluation-{tag}.json")
     loaded = tf.saved_model.load(str(version_dir))
-    if predict.PIXELS_SIGNATURE not in loaded.signatures:
-        raise ValueError(f"{version_dir}: the SavedModel has no {predict.PIXELS_SIGNATURE!r} signature")
+    if layout.PIXELS_SIGNATURE not in loaded.signatures:
+        raise ValueError(f"{version_dir}: the SavedModel has no {layout.PIXELS_SIGNATURE!r} signature")
 
     def classify(inputs: dict) -> tf.Tensor:
         # `loaded` owns the variables the signature reads: the closure keeps it alive.
-        return loaded.signatures[predict.PIXELS_SIGNATURE](**_pixels_inputs(inputs, spec))["probabilities"]
+        return loaded.signatures[layout.PIXELS_SIGNATURE](**_pixels_inputs(inputs, spec))["probabilities"]
 
     header = {"model": str(base), "export": str(version_dir), "split": split, "dataset": dataset,
               "class_names": class_names}

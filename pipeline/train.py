@@ -14,11 +14,9 @@ The run directory holds everything export and prediction need, and what a killed
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -30,13 +28,13 @@ import tf_keras as keras
 
 import models
 from pipeline import data
+from pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
+from pipeline.run_dir import (BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE, LABELS_FILE,
+                              MODEL_FILE, read_history, write_json)
 from pipeline.augment import Augmentation
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
-MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
 # Every key of a model's RECIPE (models.recipe) that the trainer carries out; a recipe holds no others, so
 # it never claims training that does not happen (tests check every architecture's).
 RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule",
@@ -44,41 +42,6 @@ RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "
                          "class_weight_power"})
 # lr_schedule: "plateau" (the default: reduce on plateau, plateau_* keys) or "cosine" (to zero over --epochs).
 LR_SCHEDULES = ("plateau", "cosine")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """One training run. batch_size is per replica: the global batch grows with the number of replicas.
-    learning_rate None takes the model's recipe (models.recipe)."""
-
-    dataset: str
-    model: str
-    out: str
-    data_dir: str = "~/tensorflow_datasets"
-    labels: str | None = None
-    task: str = "emotion"
-    strategy: str = "auto"
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float | None = None
-    image_size: int = 48
-    sequence_length: int = 10
-    augment: bool = True
-    class_weights: bool = True
-    patience: int = 10
-    seed: int | None = None
-    folds: int = 10
-    test_fold: int = 0
-
-    @property
-    def data_config(self) -> data.DataConfig:
-        return data.DataConfig(self.dataset, data_dir=self.data_dir, labels=self.labels, task=self.task,
-                               folds=self.folds, test_fold=self.test_fold)
-
-    @property
-    def input_spec(self) -> models.InputSpec:
-        return models.InputSpec(kind=models.architecture(self.model).input_kind, image_size=self.image_size,
-                                sequence_length=self.sequence_length)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -166,12 +129,6 @@ def _metrics(config: TrainConfig) -> list:
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def _check_same_run(run_dir: Path, record: dict) -> None:
     """A rerun into an existing run directory resumes it; a different run there would restore the wrong
     weights, so it is refused."""
@@ -183,20 +140,6 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
     if changed:
         raise ValueError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
                          f"use a new --out, or delete it")
-
-
-def read_history(run_dir: Path) -> dict[str, list[float]]:
-    """Per-epoch metrics from the CSV log, which every (resumed) attempt appends to."""
-    path = Path(run_dir) / HISTORY_CSV
-    history: dict[str, list[float]] = {}
-    if not path.exists():
-        return history
-    with path.open() as file:
-        rows = {int(row["epoch"]): row for row in csv.DictReader(file)}  # a resumed epoch replaces its first try
-    for epoch in sorted(rows):
-        for key, value in rows[epoch].items():
-            history.setdefault(key, []).append(int(value) if key == "epoch" else float(value))
-    return history
 
 
 def run(config: TrainConfig) -> dict:
@@ -232,7 +175,7 @@ def run(config: TrainConfig) -> dict:
     _check_same_run(run_dir, record["train"])
     write_dir.mkdir(parents=True, exist_ok=True)
     if chief:
-        _write_json(run_dir / CONFIG_FILE, record)
+        write_json(run_dir / CONFIG_FILE, record)
         (run_dir / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (run_dir / FACE_SPEC_FILE).write_text(data.face_spec(data_config, spec).to_json() + "\n")
 
@@ -280,56 +223,7 @@ def run(config: TrainConfig) -> dict:
         backup = run_dir / "backup"
         if backup.is_dir() and not any(backup.iterdir()):
             backup.rmdir()
-        _write_json(run_dir / HISTORY_FILE, record["history"])
+        write_json(run_dir / HISTORY_FILE, record["history"])
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
     return record
-
-
-def load_model(run_dir: str | os.PathLike) -> keras.Model:
-    """The final model of a finished run."""
-    path = Path(run_dir).expanduser() / MODEL_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a finished `emopy train` run?")
-    model = keras.models.load_model(str(path), custom_objects=models.custom_objects(), compile=False)
-    spec = models.InputSpec(**load_config(run_dir)["input_spec"])
-    expected = {name: models.input_dtype(name) for name in models.input_shapes(spec)}
-    found = {name: tensor.dtype.name for name, tensor in zip(model.input_names, model.inputs)}
-    if found != expected:
-        raise ValueError(f"{run_dir} was trained by an older emopy whose models took preprocessed inputs "
-                         f"({', '.join(f'{k}: {v}' for k, v in found.items())}); models now take uint8 crops and "
-                         f"landmarks in crop pixels and preprocess them themselves: retrain it with `emopy train`")
-    return model
-
-
-def load_config(run_dir: str | os.PathLike) -> dict:
-    path = Path(run_dir).expanduser() / CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {run_dir} an `emopy train` run directory?")
-    return json.loads(path.read_text())
-
-
-def cross_validate(config: TrainConfig, folds: int) -> dict:
-    """Subject-independent K-fold cross-validation on CK+: fold k is the test set of run `fold-k`, the next
-    fold its validation set. Writes cv.json with each fold's test accuracy and their mean and std."""
-    from pipeline import evaluate
-
-    if not all(source.subject_folds for source in config.data_config.sources):
-        raise ValueError("--cv needs a CK+ dataset (its subject folds keep each person in one fold)")
-    if folds < 3:
-        raise ValueError("--cv needs at least 3 folds: one to test, one to validate, the rest to train")
-    results = []
-    for fold in range(folds):
-        fold_config = dataclasses.replace(config, out=str(Path(config.out) / f"fold-{fold}"), folds=folds,
-                                          test_fold=fold)
-        run(fold_config)
-        keras.backend.clear_session()
-        report = evaluate.run(fold_config.out, "test")
-        results.append({"fold": fold, "accuracy": report["accuracy"], "examples": report["examples"]})
-    accuracies = [result["accuracy"] for result in results]
-    mean = sum(accuracies) / folds
-    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / folds)
-    summary = {"folds": results, "accuracy_mean": mean, "accuracy_std": std}
-    _write_json(Path(config.out).expanduser() / "cv.json", summary)
-    print(f"{folds}-fold subject-independent accuracy: {mean:.4f} ± {std:.4f}")
-    return summary

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
+from pipeline.run_dir import RunDir
+
 if TYPE_CHECKING:
     import tf_keras as keras
 
@@ -169,26 +171,24 @@ class FaceInputs(NamedTuple):
     whole_image: bool
 
 
-def _image_spec(record: dict):
+def _image_spec(run: RunDir):
     """The run's InputSpec; refuses models that do not see one face image, before any image is read."""
-    import models
-
-    spec = models.InputSpec(**record["input_spec"])
+    spec = run.input_spec
     if not spec.uses_images or spec.is_sequence:
-        raise ValueError(f"model {record['train']['model']!r} ({spec.kind} inputs) has no convolutional layers over "
+        raise ValueError(f"model {run.settings['model']!r} ({spec.kind} inputs) has no convolutional layers over "
                          f"a single face; activations and gradcam need an image model "
                          f"(cnn, vgg, capsnet or multi_input)")
     return spec
 
 
-def face_inputs(run_dir: str | os.PathLike, image: str | os.PathLike) -> FaceInputs:
+def face_inputs(run: RunDir | str | os.PathLike, image: str | os.PathLike) -> FaceInputs:
     """The largest face in the photo `image`, preprocessed exactly as the run's training inputs were."""
     from emopy_tfds import faces
-    from pipeline import data, train
+    from pipeline import data
 
-    run_dir = Path(run_dir).expanduser()
-    spec = _image_spec(train.load_config(run_dir))
-    face_spec = faces.FaceSpec.from_json((run_dir / train.FACE_SPEC_FILE).read_text())
+    run = run if isinstance(run, RunDir) else RunDir.open(run)
+    spec = _image_spec(run)
+    face_spec = run.face_spec
     rgb = faces.load_image(image)  # an unreadable file is an ImageError (a ValueError) naming it
     found = faces.preprocess(rgb, face_spec)
     whole_image = not found and max(rgb.shape[:2]) <= SMALL_IMAGE
@@ -331,18 +331,6 @@ def plot_curves(history: dict[str, list[float]], path: str | os.PathLike, title:
 # --- Runs ----------------------------------------------------------------------------------------------
 
 
-def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
-    """The run's per-epoch metrics: history.json, else (a run still training or killed) history.csv."""
-    from pipeline import train
-
-    run_dir = Path(run_dir).expanduser()
-    path = run_dir / train.HISTORY_FILE
-    history = json.loads(path.read_text()) if path.exists() else train.read_history(run_dir)
-    if not history.get("loss"):
-        raise FileNotFoundError(f"{path} does not exist or holds no epochs: is {run_dir} an `emopy train` run?")
-    return history
-
-
 def _class_index(class_names: Sequence[str], class_name: str | None, probabilities: np.ndarray) -> int:
     if class_name is None:
         return int(np.argmax(probabilities))
@@ -351,40 +339,37 @@ def _class_index(class_names: Sequence[str], class_name: str | None, probabiliti
     return list(class_names).index(class_name)
 
 
-def _face_figure(run_dir: Path, kind: str, image: str, output: Path, layer: str | None,
+def _face_figure(run: RunDir, kind: str, image: str, output: Path, layer: str | None,
                  class_name: str | None) -> None:
-    from pipeline import train
-
-    record = train.load_config(run_dir)
-    face = face_inputs(run_dir, image)  # refuses landmark and sequence runs before their model loads
-    model = train.load_model(run_dir)
+    face = face_inputs(run, image)  # refuses landmark and sequence runs before their model loads
+    model = run.load_model()
     convs = conv_layers(model)
-    about = f"{record['train']['model']}, {Path(image).name}" + (" (whole image as face crop)" if face.whole_image
+    about = f"{run.settings['model']}, {Path(image).name}" + (" (whole image as face crop)" if face.whole_image
                                                                    else "")
     if kind == "activations":
         maps = activation_maps(model, face.inputs, [layer] if layer else convs)
         plot_activations(maps, face.crop, output, f"activation maps: {about}")
         return
     probabilities = np.asarray(model(face.inputs, training=False), np.float32)[0]
-    class_index = _class_index(record["class_names"], class_name, probabilities)
+    class_index = _class_index(run.class_names, class_name, probabilities)
     layer = layer or convs[-1]
     heatmap = gradcam_heatmap(model, face.inputs, class_index, layer)
-    title = f"Grad-CAM: {record['class_names'][class_index]} {probabilities[class_index]:.1%} ({about})"
+    title = f"Grad-CAM: {run.class_names[class_index]} {probabilities[class_index]:.1%} ({about})"
     plot_gradcam(face.crop, heatmap, output, title, layer)
 
 
-def _confusion_figure(run_dir: Path, split: str, output: Path) -> None:
-    from pipeline import evaluate, train
+def _confusion_figure(run: RunDir, split: str, output: Path) -> None:
+    from pipeline import evaluate
 
-    saved = run_dir / f"evaluation-{split}.json"
-    model = run_dir / train.MODEL_FILE
+    saved = run.path / f"evaluation-{split}.json"
+    model = run.model_file
     # An evaluation older than the model (a resumed or repeated run) would show the previous model's errors.
     if saved.exists() and not (model.exists() and model.stat().st_mtime > saved.stat().st_mtime):
         report = json.loads(saved.read_text())
     else:
-        report = evaluate.run(run_dir, split)
+        report = evaluate.run(run.path, split)
     if "confusion_matrix" not in report:
-        raise ValueError(f"{run_dir} is a multi-label (facs) run: it has no confusion matrix")
+        raise ValueError(f"{run.path} is a multi-label (facs) run: it has no confusion matrix")
     evaluate.plot_confusion(report["confusion_matrix"], report["class_names"], output,
                             f"{report['model']} on {report['dataset']} {split}: accuracy {report['accuracy']:.3f}")
 
@@ -403,15 +388,13 @@ def run(run_dir: str | os.PathLike, kind: str, *, image: str | os.PathLike | Non
               if value is not None and kind not in kinds]
     if unused:
         raise ValueError(f"--kind {kind} does not take {', '.join(unused)}")
-    run_dir = Path(run_dir).expanduser()
-    output = Path(output) if output else default_output(run_dir, kind, image)
+    run = RunDir.open(run_dir)
+    output = Path(output) if output else default_output(run.path, kind, image)
     if kind in IMAGE_KINDS:
-        _face_figure(run_dir, kind, str(image), output, layer, class_name)
+        _face_figure(run, kind, str(image), output, layer, class_name)
     elif kind == "curves":
-        from pipeline import train
-
-        settings = train.load_config(run_dir)["train"]
-        plot_curves(read_history(run_dir), output, f"{settings['model']} on {settings['dataset']}: training curves")
+        settings = run.settings
+        plot_curves(run.history(), output, f"{settings['model']} on {settings['dataset']}: training curves")
     else:
-        _confusion_figure(run_dir, split, output)
+        _confusion_figure(run, split, output)
     return output

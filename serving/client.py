@@ -34,14 +34,13 @@ from tensorflow_serving.apis import (
 )
 
 from emopy_tfds import faces
+from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE
 
 Crop = Union[bytes, bytearray, memoryview, np.ndarray]
 Result = TypeVar("Result")
 
 NUM_LANDMARKS = 68
-DEFAULT_MODEL_NAME = "emotion"
 DEFAULT_SIGNATURE_NAME = "serving_default"
-PIXELS_SIGNATURE_NAME = "pixels"
 CLASSIFY_SIGNATURE_NAME = "classify"
 
 _CHANNEL_OPTIONS = [
@@ -208,7 +207,7 @@ class EmotionClient:
         inputs = {"image": images if images.ndim == 4 else images[np.newaxis]}
         if landmarks is not None:
             inputs["landmarks"] = _landmark_batch(landmarks, len(inputs["image"]))
-        return self._predict(PIXELS_SIGNATURE_NAME, inputs)
+        return self._predict(PIXELS_SIGNATURE, inputs)
 
     def classify(self, crops: Crop | Sequence[Crop], landmarks: Any = None) -> list[dict[str, float]]:
         """Scores of every class for each crop, {label: score}, through TF Serving's Classify API (tf.Examples)."""

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from serving import layout
+
 # An export base path as `emopy export` writes it: BASE/<version>/ with the SavedModel and its assets.
 BASE = Path(__file__).resolve().parent / "default_export"
 
 
 def base_path() -> Path:
     """The shipped export's base path; a clear error if the installed package lacks it."""
-    if not BASE.is_dir() or not any(child.name.isdigit() for child in BASE.iterdir()):
+    if not layout.versions(BASE):
         raise FileNotFoundError(f"emopy's default model is missing from the installed package ({BASE}): "
                                 f"reinstall emopy, or name a model with --model")
     return BASE

@@ -1,10 +1,7 @@
 """`emopy export`: a trained run as a versioned SavedModel that TensorFlow Serving loads as it is.
 
-    BASE/
-      models.config               for tensorflow_model_server --model_config_file
-      batching_parameters.txt     for --enable_batching --batching_parameters_file
-      <N>/                        saved_model.pb, variables/, assets/ (labels.txt, face_spec.json,
-                                  input_spec.json), assets.extra/tf_serving_warmup_requests
+It writes the layout serving/layout.py describes, plus BASE/batching_parameters.txt for tensorflow_model_server's
+--enable_batching --batching_parameters_file.
 
 Signatures (DESIGN.md, "Serving contract"):
   serving_default  image_bytes: string [batch] encoded face crops of any size (+ landmarks: float [batch, 68, 2],
@@ -33,13 +30,11 @@ import tensorflow as tf
 import models
 from emopy_tfds import faces
 from models import test_time
-from pipeline import train
+from pipeline.run_dir import LABELS_FILE, RunDir
+from serving import layout
+from serving.layout import DEFAULT_MODEL_NAME
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-WARMUP_FILE = "tf_serving_warmup_requests"
-MODEL_CONFIG_FILE = "models.config"
 BATCHING_FILE = "batching_parameters.txt"
-DEFAULT_MODEL_NAME = "emotion"
 
 # tensorflow_model_server --enable_batching: batches of up to 32 faces, waiting at most 2 ms to fill one.
 BATCHING_PARAMETERS = """\
@@ -71,10 +66,10 @@ class ServingModule(tf.Module):
         self.model = model
         self.spec = spec
         self.class_names = tf.constant(class_names)
-        self.labels_asset = tf.saved_model.Asset(str(asset_dir / "labels.txt"))
-        self.face_spec_asset = tf.saved_model.Asset(str(asset_dir / "face_spec.json"))
-        self.input_spec_asset = tf.saved_model.Asset(str(asset_dir / "input_spec.json"))
-        self.export_asset = tf.saved_model.Asset(str(asset_dir / "export.json"))
+        self.labels_asset = tf.saved_model.Asset(str(asset_dir / layout.LABELS_ASSET))
+        self.face_spec_asset = tf.saved_model.Asset(str(asset_dir / layout.FACE_SPEC_ASSET))
+        self.input_spec_asset = tf.saved_model.Asset(str(asset_dir / layout.INPUT_SPEC_ASSET))
+        self.export_asset = tf.saved_model.Asset(str(asset_dir / layout.EXPORT_ASSET))
         time = (None,) if spec.is_sequence else ()
         image_shape = (None, *time, spec.image_size, spec.image_size, spec.channels)
         bytes_spec = tf.TensorSpec([None, *time], tf.string, name="image_bytes")
@@ -156,22 +151,15 @@ class ServingModule(tf.Module):
         return {"classes": classes, "scores": scores}
 
 
-def next_version(model_base_path: Path) -> int:
-    """One more than the highest numeric version folder (1 for an empty base)."""
-    versions = [int(p.name) for p in model_base_path.iterdir() if p.is_dir() and p.name.isdigit()] \
-        if model_base_path.exists() else []
-    return max(versions, default=0) + 1
-
-
 def _set_classify_method(export_dir: Path) -> None:
     """TF2's saver marks every signature as Predict; TF Serving's Classify API wants its own method name."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    path = export_dir / "saved_model.pb"
+    path = export_dir / layout.SAVED_MODEL_FILE
     saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
     for meta_graph in saved_model.meta_graphs:
         if "classify" in meta_graph.signature_def:
-            meta_graph.signature_def["classify"].method_name = CLASSIFY_METHOD
+            meta_graph.signature_def["classify"].method_name = layout.CLASSIFY_METHOD
     path.write_bytes(saved_model.SerializeToString())
 
 
@@ -193,13 +181,11 @@ def warmup_records(spec: models.InputSpec, face: faces.AlignedFace, model_name: 
     encoded = faces.encode_png(face.image)
     image_bytes = np.full((1, *length), encoded, dtype=object)
     pixels = np.broadcast_to(face.image, (1, *length, *face.image.shape)).copy()
-    if spec.channels == 3 and pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
     landmarks = np.broadcast_to(face.landmarks, (1, *length, *face.landmarks.shape)).astype(np.float32)
     records = []
     for signature, inputs in (
         ("serving_default", {"image_bytes": image_bytes, "landmarks": landmarks}),
-        ("pixels", {"image": pixels, "landmarks": landmarks}),
+        (layout.PIXELS_SIGNATURE, {"image": pixels, "landmarks": landmarks}),
     ):
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name,
                                                                             signature_name=signature))
@@ -245,15 +231,13 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
     The version folder appears complete or not at all (written beside it, then renamed), since a server
     polling BASE may load it the moment it appears.
     """
-    run_dir = Path(run_dir).expanduser()
+    run = RunDir.open(run_dir)
     base = Path(model_base_path).expanduser()
-    record = train.load_config(run_dir)
-    model = train.load_model(run_dir)
+    model = run.load_model()
     if test_time_flip:
         model = test_time.flip_averaged(model)
-    spec = models.InputSpec(**record["input_spec"])
-    face_spec = faces.FaceSpec.from_json((run_dir / train.FACE_SPEC_FILE).read_text())
-    version = next_version(base) if version is None else version
+    spec, face_spec = run.input_spec, run.face_spec
+    version = layout.next_version(base) if version is None else version
     if version < 1:
         raise ValueError(f"versions are positive integers, not {version}")
     target = base / str(version)
@@ -265,39 +249,27 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
     try:
         assets = staging.with_name(staging.name + "-assets")
         assets.mkdir(parents=True)
-        shutil.copy(run_dir / train.LABELS_FILE, assets / "labels.txt")
-        (assets / "face_spec.json").write_text(face_spec.to_json() + "\n")
-        (assets / "input_spec.json").write_text(spec.to_json() + "\n")
-        provenance = {"run": str(run_dir), "model": record["train"]["model"], "test_time_flip": test_time_flip}
-        (assets / "export.json").write_text(json.dumps(provenance) + "\n")
-        module = ServingModule(model, spec, record["class_names"], assets)
+        shutil.copy(run.path / LABELS_FILE, assets / layout.LABELS_ASSET)
+        (assets / layout.FACE_SPEC_ASSET).write_text(face_spec.to_json() + "\n")
+        (assets / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
+        provenance = {"run": str(run.path), "model": run.settings["model"], "test_time_flip": test_time_flip}
+        (assets / layout.EXPORT_ASSET).write_text(json.dumps(provenance) + "\n")
+        module = ServingModule(model, spec, run.class_names, assets)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
-                      "pixels": module.serve_pixels.get_concrete_function()}
+                      layout.PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function()}
         if not spec.is_sequence:
             signatures["classify"] = module.classify.get_concrete_function()
         tf.saved_model.save(module, str(staging), signatures=signatures)
         shutil.rmtree(assets)
         _set_classify_method(staging)
-        warmup_dir = staging / "assets.extra"
-        warmup_dir.mkdir()
-        with tf.io.TFRecordWriter(str(warmup_dir / WARMUP_FILE)) as writer:
+        (staging / layout.WARMUP_FILE).parent.mkdir()
+        with tf.io.TFRecordWriter(str(staging / layout.WARMUP_FILE)) as writer:
             for record_bytes in warmup_records(spec, sample_face(face_spec), model_name):
                 writer.write(record_bytes)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(staging.with_name(staging.name + "-assets"), ignore_errors=True)
-    (base / MODEL_CONFIG_FILE).write_text(model_config(base, model_name))
+    (base / layout.MODEL_CONFIG_FILE).write_text(model_config(base, model_name))
     (base / BATCHING_FILE).write_text(BATCHING_PARAMETERS)
     return target
-
-
-def read_assets(export_dir: str | os.PathLike) -> tuple[list[str], faces.FaceSpec, models.InputSpec]:
-    """Label names, FaceSpec and input spec saved with an export; a clear error naming what is missing."""
-    assets = Path(export_dir) / "assets"
-    try:
-        return ((assets / "labels.txt").read_text().split("\n")[:-1],
-                faces.FaceSpec.from_json((assets / "face_spec.json").read_text()),
-                models.InputSpec.from_json((assets / "input_spec.json").read_text()))
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{export_dir}: not an emopy export (missing {error.filename})") from None

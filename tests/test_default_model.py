@@ -14,7 +14,7 @@ import serving
 from emopy_tfds import faces, labels
 from emopy_tfds.data import sample_photo
 from pipeline import cli
-from serving import default_model, export, predict
+from serving import default_model, layout, predict
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,14 @@ def version_dir() -> Path:
 def test_the_default_model_ships_inside_the_package_as_an_export(version_dir):
     assert version_dir.parent == Path(serving.__file__).resolve().parent / "default_export"
     for name in ("saved_model.pb", "variables/variables.index", "assets/labels.txt", "assets/face_spec.json",
-                 "assets/input_spec.json", f"assets.extra/{export.WARMUP_FILE}"):
+                 "assets/input_spec.json", str(layout.WARMUP_FILE)):
         assert (version_dir / name).is_file(), name
     size = sum(path.stat().st_size for path in version_dir.rglob("*") if path.is_file())
     assert size <= 20_000_000
 
 
 def test_its_assets_agree_with_what_prediction_uses(version_dir):
-    class_names, face_spec, input_spec = export.read_assets(version_dir)
+    class_names, face_spec, input_spec = layout.read_assets(version_dir)
     assert class_names == list(labels.FER2013)
     assert face_spec == faces.FER2013_FRAMING  # trained on real fer2013: its photos are framed as fer2013's crops
     with predict.Recognizer.default() as recognizer:

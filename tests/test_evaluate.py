@@ -95,16 +95,16 @@ def _export(folder: Path, model: str, spec, classes: Sequence[str]) -> Path:
     """BASE/1 exported from a hand-made run directory holding an untrained `model` (as tests/test_predict.py
     makes one): the real export and signatures, without training."""
     import models
-    from pipeline import train
+    from pipeline import run_dir
     from serving import export
 
     run = folder / "run"
     run.mkdir()
-    models.build(model, spec, len(classes)).save(str(run / train.MODEL_FILE))
-    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": list(classes),
+    models.build(model, spec, len(classes)).save(str(run / run_dir.MODEL_FILE))
+    (run / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": list(classes),
                                                      "train": {"model": model}}))
-    (run / train.LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
-    (run / train.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=spec.image_size).to_json() + "\n")
+    (run / run_dir.LABELS_FILE).write_text("".join(f"{name}\n" for name in classes))
+    (run / run_dir.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=spec.image_size).to_json() + "\n")
     base = folder / "export"
     export.export(run, base)
     return base

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from emopy_tfds import faces, labels
 from pipeline import cli, data, train
-from serving import export
+from pipeline.run_dir import RunDir
+from serving import export, layout
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +42,12 @@ def test_layout_assets_and_server_config_files(exported, runs):
     path = exported["multi_input"]
     assert path.name == "1"
     for name in ("saved_model.pb", "variables", "assets/labels.txt", "assets/face_spec.json",
-                 "assets/input_spec.json", f"assets.extra/{export.WARMUP_FILE}"):
+                 "assets/input_spec.json", str(layout.WARMUP_FILE)):
         assert (path / name).exists(), name
-    names, face_spec, spec = export.read_assets(path)
+    names, face_spec, spec = layout.read_assets(path)
     assert names == list(labels.FER2013)
     assert face_spec == faces.FER2013_FRAMING and spec.kind == "image_landmarks"
-    config = (path.parent / export.MODEL_CONFIG_FILE).read_text()
+    config = (path.parent / layout.MODEL_CONFIG_FILE).read_text()
     assert 'name: "emotion"' in config and f'base_path: "{path.parent.resolve()}"' in config
     assert "max_batch_size { value: 32 }" in (path.parent / export.BATCHING_FILE).read_text()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
@@ -78,8 +79,8 @@ def test_saved_model_cli_shows_and_runs_the_signatures(exported, face, tmp_path)
 @pytest.mark.parametrize("model", ["cnn", "multi_input"])
 def test_the_saved_model_gives_the_keras_models_probabilities(exported, runs, face, model):
     loaded = tf.saved_model.load(str(exported[model]))
-    keras_model = train.load_model(runs[model])
-    names, _, spec = export.read_assets(exported[model])
+    keras_model = RunDir.open(runs[model]).load_model()
+    names, _, spec = layout.read_assets(exported[model])
     batch = {"image": np.stack([face.image, face.image[:, ::-1]]),
              "landmarks": np.stack([face.landmarks, face.landmarks])}
     expected = keras_model(data.model_inputs(batch, spec)).numpy()
@@ -113,7 +114,7 @@ def test_warmup_records_parse_and_replay(exported):
     for model, path in exported.items():
         loaded = tf.saved_model.load(str(path))
         logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
-                for record in tf.data.TFRecordDataset(str(path / "assets.extra" / export.WARMUP_FILE))]
+                for record in tf.data.TFRecordDataset(str(path / layout.WARMUP_FILE))]
         kinds = [log.WhichOneof("log_type") for log in logs]
         sequence = model == "landmark_lstm"
         assert kinds == ["predict_log", "predict_log"] + ([] if sequence else ["classify_log"])
@@ -152,7 +153,7 @@ def test_versions_count_up_and_an_existing_version_is_refused(runs, tmp_path, ca
     assert f"exported {runs['cnn']} to {base / '7'}" in capsys.readouterr().out
     assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base), "--version", "2"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert export.next_version(base) == 8
+    assert layout.next_version(base) == 8
 
 
 def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
@@ -233,7 +234,7 @@ def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face
     import json
 
     path = export.export(runs["cnn"], tmp_path / "flipped", test_time_flip=True)
-    keras_model = train.load_model(runs["cnn"])
+    keras_model = RunDir.open(runs["cnn"]).load_model()
     crops = np.stack([face.image, face.image[:, ::-1]])
     expected = (keras_model({"image": crops}).numpy() + keras_model({"image": crops[:, :, ::-1]}).numpy()) / 2
     served = tf.saved_model.load(str(path)).signatures["pixels"](image=tf.constant(crops))["probabilities"].numpy()

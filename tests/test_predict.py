@@ -17,7 +17,7 @@ import pytest
 
 from emopy_tfds import faces, labels
 from pipeline import cli
-from serving import predict
+from serving import predict, tables
 
 CLASSES = list(labels.FER2013)
 COLUMNS = [*predict.LEADING_COLUMNS, *CLASSES, *predict.TRAILING_COLUMNS]
@@ -28,16 +28,16 @@ VIDEO_FRAMES, VIDEO_FPS = 20, 10.0
 def export_base(tmp_path_factory) -> Path:
     """BASE/1 exported from a run directory holding an untrained multi_input model for fer2013's classes."""
     import models
-    from pipeline import train
+    from pipeline import run_dir
     from serving import export
 
     run = tmp_path_factory.mktemp("run")
     spec = models.InputSpec(kind="image_landmarks", image_size=48, channels=1)
-    models.build("multi_input", spec, len(CLASSES)).save(str(run / train.MODEL_FILE))
-    (run / train.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": CLASSES,
+    models.build("multi_input", spec, len(CLASSES)).save(str(run / run_dir.MODEL_FILE))
+    (run / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": CLASSES,
                                                      "train": {"model": "multi_input"}}))
-    (run / train.LABELS_FILE).write_text("".join(f"{name}\n" for name in CLASSES))
-    (run / train.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=48).to_json() + "\n")
+    (run / run_dir.LABELS_FILE).write_text("".join(f"{name}\n" for name in CLASSES))
+    (run / run_dir.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=48).to_json() + "\n")
     base = tmp_path_factory.mktemp("exports") / "emotion"
     export.export(run, base)
     return base
@@ -189,7 +189,7 @@ def test_parquet_round_trips_and_needs_pyarrow(photo_table, tmp_path, monkeypatc
     read = pd.read_parquet(path)
     assert list(read.columns) == COLUMNS and list(read["box"][0]) == list(photo_table["box"][0])
     assert np.asarray(read["landmarks"][0].tolist()).shape == (68, 2)
-    monkeypatch.setattr(predict.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(tables.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match="pyarrow"):
         predict.check_output_path(path)
 

@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 from emopy_tfds import faces, labels
-from pipeline import cli, data, train
+from pipeline import cli, data, run_dir, train
 
 import models
 
@@ -205,7 +205,7 @@ def test_each_input_kind_trains_from_its_dataset(training_data, tmp_path, model,
                                epochs=2, batch_size=4, sequence_length=4)
     record = train.run(config)
     assert len(record["history"]["loss"]) == 2 and np.isfinite(record["history"]["loss"]).all()
-    reloaded = train.load_model(tmp_path / "run")
+    reloaded = run_dir.RunDir.open(tmp_path / "run").load_model()
     spec = config.input_spec
     inputs, _, _ = next(iter(data.batches(config.data_config, "train", spec, batch_size=4, training=True,
                                           class_weights=record["class_weights"])))
@@ -313,7 +313,7 @@ def test_a_run_whose_model_took_preprocessed_inputs_is_refused_with_a_clear_erro
     spec = models.InputSpec(kind="image")
     image = keras.Input(shape=(48, 48, 1), name="image")  # float pixels in [0, 1], as emopy's old models took
     old = keras.Model(image, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(image)))
-    old.save(str(tmp_path / train.MODEL_FILE))
-    (tmp_path / train.CONFIG_FILE).write_text(json.dumps({"input_spec": dataclasses.asdict(spec)}))
+    old.save(str(tmp_path / run_dir.MODEL_FILE))
+    (tmp_path / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": dataclasses.asdict(spec)}))
     with pytest.raises(ValueError, match="older emopy.*retrain"):
-        train.load_model(tmp_path)
+        run_dir.RunDir.open(tmp_path).load_model()

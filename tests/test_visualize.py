@@ -11,7 +11,7 @@ import tf_keras as keras
 from PIL import Image
 
 import models
-from pipeline import cli, train, visualize
+from pipeline import cli, run_dir, train, visualize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +55,7 @@ def test_gradcam_heatmap_of_a_hand_built_model_is_the_rectified_image():
 def test_gradcam_of_a_real_face_is_a_heatmap_in_unit_range(runs, photo_files):
     face = visualize.face_inputs(runs["cnn"], photo_files["astronaut.png"])
     assert face.crop.shape == (48, 48, 1) and not face.whole_image
-    model = train.load_model(runs["cnn"])
+    model = run_dir.RunDir.open(runs["cnn"]).load_model()
     last = visualize.conv_layers(model)[-1]
     # A barely trained model may have no region speaking for a given class (an all-zero map, which is the
     # documented answer), and which classes those are depends on the CPU's float rounding. Every class gets a
@@ -79,7 +79,7 @@ def test_activations_one_figure_with_a_row_per_conv_layer(runs, photo_files):
     assert_png(path, visualize.activations_size(3))
     assert visualize.activations_size(3) == (1700, 440)
 
-    model = train.load_model(runs["cnn"])
+    model = run_dir.RunDir.open(runs["cnn"]).load_model()
     one = visualize.run(runs["cnn"], "activations", image=photo_files["astronaut.png"],
                         layer=visualize.conv_layers(model)[1], output=runs["cnn"] / "one.png")
     assert_png(one, (1700, 240))

@@ -1,0 +1,109 @@
+"""A training run's directory: the file names `emopy train` writes, and one object that reads them once.
+
+Training writes the directory; evaluation, export, visualisation and cross-validation read it through `RunDir`,
+so none of them opens the run's files itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import tf_keras as keras
+
+import models
+from emopy_tfds import faces
+from pipeline.train_config import TrainConfig
+
+CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
+MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Writes JSON atomically: a killed run never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Per-epoch metrics from a run's CSV log, which every (resumed) attempt appends to."""
+    log = Path(path).expanduser() / HISTORY_CSV
+    if not log.exists():
+        return {}
+    with log.open(newline="") as file:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(file)}  # a resumed epoch replaces its first try
+    ordered = [rows[epoch] for epoch in sorted(rows)]
+    keys = [key for key in (ordered[0] if ordered else {}) if key != "epoch"]
+    return {key: [float(row[key]) for row in ordered] for key in keys}
+
+
+class RunDir:
+    """A run directory, its config.json read once when opened (`RunDir.open`), its face_spec.json on first use."""
+
+    def __init__(self, path: Path, record: dict):
+        self.path = path
+        self.record = record
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunDir":
+        path = Path(path).expanduser()
+        config = path / CONFIG_FILE
+        if not config.exists():
+            raise FileNotFoundError(f"{config} does not exist: is {path} an `emopy train` run directory?")
+        return cls(path, json.loads(config.read_text()))
+
+    @functools.cached_property
+    def face_spec(self) -> faces.FaceSpec:
+        """How the run's faces were cropped, so a photo's face is cut the same way."""
+        path = self.path / FACE_SPEC_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: {self.path} is an incomplete `emopy train` run")
+        return faces.FaceSpec.from_json(path.read_text())
+
+    @property
+    def settings(self) -> dict:
+        """The TrainConfig the run was started with, as a dict."""
+        return self.record["train"]
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**self.settings)
+
+    @property
+    def input_spec(self) -> models.InputSpec:
+        return models.InputSpec(**self.record["input_spec"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.record["class_names"])
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def history(self) -> dict[str, list[float]]:
+        """Per-epoch metrics: history.json once training ended, else (still training, or killed) history.csv."""
+        path = self.path / HISTORY_FILE
+        history = json.loads(path.read_text()) if path.exists() else read_history(self.path)
+        if not history.get("loss"):
+            raise FileNotFoundError(f"{path} does not exist or holds no epochs: is {self.path} an `emopy train` run?")
+        return history
+
+    def load_model(self) -> keras.Model:
+        """The final model of a finished run; refuses runs whose models took preprocessed inputs."""
+        if not self.model_file.exists():
+            raise FileNotFoundError(f"{self.model_file} does not exist: is {self.path} a finished `emopy train` run?")
+        model = keras.models.load_model(str(self.model_file), custom_objects=models.custom_objects(), compile=False)
+        expected = {name: models.input_dtype(name) for name in models.input_shapes(self.input_spec)}
+        found = {name: tensor.dtype.name for name, tensor in zip(model.input_names, model.inputs)}
+        if found != expected:
+            raise ValueError(f"{self.path} was trained by an older emopy whose models took preprocessed inputs "
+                             f"({', '.join(f'{k}: {v}' for k, v in found.items())}); models now take uint8 crops "
+                             f"and landmarks in crop pixels and preprocess them themselves: retrain it with "
+                             f"`emopy train`")
+        return model

@@ -1,0 +1,105 @@
+"""The settings of one training run (`TrainConfig`), and the `emopy train` flags derived from its fields.
+
+Each field's metadata holds its flag's help, so a setting is declared once: `add_arguments` writes the argparse
+flags from the fields and `from_args` reads them back. Light on purpose: `emopy --help` builds these flags
+without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import models
+    from pipeline import data
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+DEFAULT_DATA_DIR = "~/tensorflow_datasets"
+
+
+def _flag(help: str, **argparse_options: Any) -> dict:
+    return {"help": help, **argparse_options}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. batch_size is per replica: the global batch grows with the number of replicas.
+    learning_rate None takes the model's recipe (models.recipe)."""
+
+    dataset: str = dataclasses.field(metadata=_flag(
+        "fer2013, fer2013/ferplus, ck_plus (= ck_plus/emotion), ck_plus/sequences, ck_plus/facs or fer2013+ck_plus",
+        metavar="NAME"))
+    model: str = dataclasses.field(metadata=_flag(
+        "cnn, landmarks, multi_input, landmark_lstm, image_lstm, capsnet, vgg or vgg_small", metavar="NAME"))
+    out: str = dataclasses.field(metadata=_flag(
+        "run directory; rerunning the same command there resumes an interrupted run", metavar="RUN_DIR"))
+    data_dir: str = dataclasses.field(default=DEFAULT_DATA_DIR, metadata=_flag(
+        "where TFDS datasets live", metavar="DIR"))
+    labels: str | None = dataclasses.field(default=None, metadata=_flag(
+        "fer2013, ck_plus, ferplus, pos_neg_neu or pos_neu (default: the dataset's own)", metavar="SCHEME"))
+    task: str = dataclasses.field(default="emotion", metadata=_flag(
+        "emotion, or facs: multi-label action units on ck_plus/facs", metavar="TASK"))
+    strategy: str = dataclasses.field(default="auto", metadata=_flag(
+        "tf.distribute strategy (auto: multi-worker when TF_CONFIG names several workers, else mirrored on several "
+        "GPUs, else one device)", choices=STRATEGIES))
+    epochs: int = dataclasses.field(default=30, metadata=_flag("epochs to train", type=int))
+    batch_size: int = dataclasses.field(default=64, metadata=_flag(
+        "per replica; the global batch is N x replicas", type=int, metavar="N"))
+    learning_rate: float | None = dataclasses.field(default=None, metadata=_flag(
+        "default: the model's recipe", type=float, metavar="LR"))
+    image_size: int = dataclasses.field(default=48, metadata=_flag(
+        "side of the model's input images", type=int, metavar="S"))
+    sequence_length: int = dataclasses.field(default=10, metadata=_flag(
+        "frames per sequence", type=int, metavar="T"))
+    augment: bool = dataclasses.field(default=True, metadata=_flag(
+        "no flips, rotations, shifts, zooms or lighting", flag="--no-augment"))
+    class_weights: bool = dataclasses.field(default=True, metadata=_flag(
+        "do not weight rare classes up", flag="--no-class-weights"))
+    patience: int = dataclasses.field(default=10, metadata=_flag(
+        "epochs without improvement to stop", type=int, metavar="N"))
+    seed: int | None = dataclasses.field(default=None, metadata=_flag(
+        "seed everything and use deterministic ops", type=int, metavar="N"))
+    # Set by cross-validation for each fold's run, not by flags.
+    folds: int = 10
+    test_fold: int = 0
+
+    @property
+    def data_config(self) -> "data.DataConfig":
+        # pipeline.data imports TensorFlow, which building the command line must not.
+        from pipeline import data
+
+        return data.DataConfig(self.dataset, data_dir=self.data_dir, labels=self.labels, task=self.task,
+                               folds=self.folds, test_fold=self.test_fold)
+
+    @property
+    def input_spec(self) -> "models.InputSpec":
+        # models imports TensorFlow (Keras), which building the command line must not.
+        import models
+
+        return models.InputSpec(kind=models.architecture(self.model).input_kind, image_size=self.image_size,
+                                sequence_length=self.sequence_length)
+
+
+def _flagged_fields() -> list[dataclasses.Field]:
+    return [field for field in dataclasses.fields(TrainConfig) if "help" in field.metadata]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`emopy train`'s flags, one per TrainConfig field that has help: --dataset, --model and --out required;
+    a True boolean becomes a --no-... switch."""
+    for field in _flagged_fields():
+        options = {key: value for key, value in field.metadata.items() if key != "flag"}
+        flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+        if field.type == "bool":
+            parser.add_argument(flag, dest=field.name, action="store_false", help=options["help"])
+        elif field.default is dataclasses.MISSING:
+            parser.add_argument(flag, dest=field.name, required=True, **options)
+        else:
+            parser.add_argument(flag, dest=field.name, default=field.default, **options)
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed `emopy train` flags."""
+    return TrainConfig(**{field.name: getattr(args, field.name) for field in _flagged_fields()})

@@ -1,0 +1,84 @@
+"""The layout of an `emopy export` base path, and the names TF Serving expects: the one place that knows them.
+
+    BASE/models.config                  a TF Serving model config naming BASE
+    BASE/<version>/saved_model.pb       one folder per version, 1, 2, ...; the highest is served
+    BASE/<version>/assets/              labels.txt, face_spec.json, input_spec.json, export.json
+    BASE/<version>/assets.extra/tf_serving_warmup_requests
+
+`emopy export` writes it; the local server, `emopy predict`, `emopy evaluate` and the client read it from here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from emopy_tfds import faces
+
+if TYPE_CHECKING:
+    import models
+
+DEFAULT_MODEL_NAME = "emotion"
+SAVED_MODEL_FILE = "saved_model.pb"
+MODEL_CONFIG_FILE = "models.config"
+ASSETS = "assets"
+LABELS_ASSET, FACE_SPEC_ASSET, INPUT_SPEC_ASSET, EXPORT_ASSET = (
+    "labels.txt", "face_spec.json", "input_spec.json", "export.json")
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+# What TF Serving's Classify API checks a signature's method name against.
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+# The signature that takes crops already cut as the export's face_spec.json says (see serving/export.py).
+PIXELS_SIGNATURE = "pixels"
+
+
+class ExportAssets(NamedTuple):
+    """What an export carries besides its SavedModel: class names in output order, the FaceSpec its faces are cut
+    with, and the models.InputSpec of what its model takes."""
+
+    class_names: list[str]
+    face_spec: faces.FaceSpec
+    input_spec: "models.InputSpec"
+
+
+def versions(base: str | os.PathLike) -> list[int]:
+    """The numeric version folders under BASE that hold a SavedModel, in ascending order ([] if none)."""
+    base = Path(base).expanduser()
+    if not base.is_dir():
+        return []
+    return sorted(int(child.name) for child in base.iterdir()
+                  if child.name.isdigit() and (child / SAVED_MODEL_FILE).is_file())
+
+
+def next_version(base: str | os.PathLike) -> int:
+    """One more than the highest numeric folder under BASE, with a SavedModel or not (1 for an empty base)."""
+    base = Path(base).expanduser()
+    taken = [int(child.name) for child in base.iterdir() if child.is_dir() and child.name.isdigit()] \
+        if base.is_dir() else []
+    return max(taken, default=0) + 1
+
+
+def resolve_export(path: str | os.PathLike) -> Path:
+    """The SavedModel folder: PATH itself if it holds saved_model.pb, else PATH's highest numeric version."""
+    path = Path(path).expanduser()
+    if (path / SAVED_MODEL_FILE).is_file():
+        return path
+    found = versions(path)
+    if not found:
+        raise FileNotFoundError(f"{path}: neither a SavedModel nor a base path with numeric version folders "
+                                f"(BASE/N, as `emopy export` writes)")
+    return path / str(found[-1])
+
+
+def read_assets(version_dir: str | os.PathLike) -> ExportAssets:
+    """The assets of an export version folder; a clear error naming what is missing."""
+    # models imports Keras (TensorFlow), which a client of a remote server need not load to read assets.
+    import models
+
+    assets = Path(version_dir) / ASSETS
+    try:
+        return ExportAssets((assets / LABELS_ASSET).read_text().splitlines(),
+                            faces.FaceSpec.from_json((assets / FACE_SPEC_ASSET).read_text()),
+                            models.InputSpec.from_json((assets / INPUT_SPEC_ASSET).read_text()))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{version_dir}: not an emopy export (missing {error.filename})") from None

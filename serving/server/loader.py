@@ -1,0 +1,194 @@
+"""Loading a model's versions from its base path: SavedModels, warmup replay and the 'latest' version policy.
+
+ModelVersions polls the base path and swaps in the highest version once it has loaded and replayed its
+warmup requests; a version that fails keeps the previous one served.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
+
+from serving import layout
+from serving.server.servable import ServableVersion, ServingError, Signature, VersionStatus
+from serving.server.signatures import classify_on, predict_on
+
+logger = logging.getLogger(__name__)
+
+SERVE_TAG = "serve"
+MAX_WARMUP_RECORDS = 1000  # TF Serving replays at most this many records
+
+
+def list_versions(base_path: Path) -> dict[int, Path]:
+    """Version folders under the base path that hold a SavedModel, by version number.
+
+    Like TF Serving, only folder names that are non-negative integers are versions; anything else in the
+    base path (a models.config, batching parameters, an export's temporary folder) is ignored. A version
+    folder without saved_model.pb yet is still being written and is left for a later poll.
+    """
+    return {version: base_path / str(version) for version in layout.versions(base_path)}
+
+
+def _folder_fingerprint(folder: Path) -> tuple:
+    # Files with their sizes and times: a version that failed to load is retried only once this changes,
+    # so a broken export is reported once, while one that was caught half-written is retried as it completes.
+    files = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                stat = path.stat()
+                files.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:  # removed while we looked: the next poll sees the change
+            continue
+    return tuple(sorted(files))
+
+
+def _tensor_spec(info: meta_graph_pb2.TensorInfo) -> tf.TensorSpec:
+    shape = tf.TensorShape(None) if info.tensor_shape.unknown_rank else tf.TensorShape(
+        [None if dim.size < 0 else dim.size for dim in info.tensor_shape.dim])
+    return tf.TensorSpec(shape, tf.as_dtype(info.dtype))
+
+
+def _serve_meta_graph(saved_model_dir: Path) -> meta_graph_pb2.MetaGraphDef:
+    saved_model = saved_model_pb2.SavedModel.FromString((saved_model_dir / layout.SAVED_MODEL_FILE).read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise ValueError(f"{saved_model_dir} has no MetaGraphDef tagged {SERVE_TAG!r}, which TF Serving loads")
+
+
+def load_servable(model_name: str, version: int, path: Path) -> ServableVersion:
+    """Loads one version folder (SavedModel tagged 'serve') with its signatures."""
+    meta_graph = _serve_meta_graph(path)
+    saved_model = tf.saved_model.load(str(path), tags=[SERVE_TAG])
+    signatures = {}
+    for name, signature_def in meta_graph.signature_def.items():
+        # __saved_model_init_op and the like are not callable signatures, but they stay in the metadata.
+        if name not in saved_model.signatures:
+            continue
+        signatures[name] = Signature(
+            name=name,
+            method_name=signature_def.method_name,
+            inputs={key: _tensor_spec(info) for key, info in signature_def.inputs.items()},
+            outputs={key: _tensor_spec(info) for key, info in signature_def.outputs.items()},
+            function=saved_model.signatures[name],
+        )
+    return ServableVersion(model_name=model_name, version=version, path=path, meta_graph=meta_graph, signatures=signatures,
+                           saved_model=saved_model)
+
+
+def warm_up(servable: ServableVersion, *, max_batch_size: int) -> int:
+    """Replays the version's warmup requests as TF Serving does before serving it; returns how many.
+
+    A failing record fails the load, as in TF Serving, so a broken warmup file is caught here too.
+    """
+    path = servable.path / layout.WARMUP_FILE
+    if not path.is_file():
+        return 0
+    count = 0
+    for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        kind = log.WhichOneof("log_type")
+        try:
+            if kind == "predict_log":
+                predict_on(servable, log.predict_log.request, max_batch_size=max_batch_size)
+            elif kind == "classify_log":
+                classify_on(servable, log.classify_log.request, max_batch_size=max_batch_size)
+            else:
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"warmup records of type {kind} are not supported")
+        except ServingError as error:
+            raise ValueError(f"warmup request {count} in {path} failed: {error}") from error
+        count += 1
+    return count
+
+
+class ModelVersions:
+    """The served version of one model, kept up to date with its base path (TF Serving's 'latest' policy)."""
+
+    def __init__(self, model_name: str, base_path: Path, *, max_batch_size: int):
+        self.model_name = model_name
+        self.base_path = Path(base_path)
+        self.max_batch_size = max_batch_size
+        self._lock = threading.Lock()
+        self._served: ServableVersion | None = None
+        self._statuses: dict[int, VersionStatus] = {}
+        self._failed_fingerprints: dict[int, tuple] = {}
+        # Polls run on the poller thread and, at start, on the caller's; one at a time.
+        self._poll_lock = threading.Lock()
+
+    @property
+    def served(self) -> ServableVersion | None:
+        with self._lock:
+            return self._served
+
+    def statuses(self) -> list[VersionStatus]:
+        with self._lock:
+            return sorted(self._statuses.values(), key=lambda status: -status.version)
+
+    def poll(self) -> None:
+        """Loads the highest version on disk if it is not the one served; keeps the old one on failure."""
+        with self._poll_lock:
+            versions = list_versions(self.base_path)
+            served = self.served
+            if not versions:
+                if served is not None and not served.path.exists():
+                    self._swap(None, unloaded=served)
+                return
+            aspired = max(versions)
+            if served is not None and served.version == aspired:
+                return
+            fingerprint = _folder_fingerprint(versions[aspired])
+            if self._failed_fingerprints.get(aspired) == fingerprint:
+                return
+            with self._lock:
+                self._statuses[aspired] = VersionStatus(aspired, get_model_status_pb2.ModelVersionStatus.LOADING)
+            try:
+                servable = load_servable(self.model_name, aspired, versions[aspired])
+                warmed = warm_up(servable, max_batch_size=self.max_batch_size)
+            except Exception as error:  # any broken export: report it, keep serving what we have
+                self._failed_fingerprints[aspired] = fingerprint
+                code = error.error_code if isinstance(error, tf.errors.OpError) else grpc.StatusCode.UNKNOWN.value[0]
+                with self._lock:
+                    self._statuses[aspired] = VersionStatus(aspired, get_model_status_pb2.ModelVersionStatus.END,
+                                                            code, f"{type(error).__name__}: {error}")
+                still = f"still serving version {served.version}" if served else "no version served"
+                logger.error("model %s: version %d at %s failed to load (%s): %s: %s", self.model_name, aspired,
+                             versions[aspired], still, type(error).__name__, error)
+                return
+            self._failed_fingerprints.pop(aspired, None)
+            self._swap(servable, unloaded=served)
+            logger.info("model %s: serving version %d from %s (%d warmup requests)", self.model_name, aspired,
+                        versions[aspired], warmed)
+
+    def _swap(self, servable: ServableVersion | None, *, unloaded: ServableVersion | None) -> None:
+        # Requests in flight keep their reference to the old version and finish on it.
+        with self._lock:
+            self._served = servable
+            if servable is not None:
+                self._statuses[servable.version] = VersionStatus(
+                    servable.version, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+            if unloaded is not None and (servable is None or unloaded.version != servable.version):
+                self._statuses[unloaded.version] = VersionStatus(
+                    unloaded.version, get_model_status_pb2.ModelVersionStatus.END)
+
+    def resolve(self, model_spec) -> ServableVersion:
+        """The version a request's ModelSpec names, or NOT_FOUND as TF Serving answers."""
+        specific = model_spec.HasField("version")
+        wanted = (f"Specific({model_spec.name}, {model_spec.version.value})" if specific
+                  else f"Latest({model_spec.name})")
+        if model_spec.version_label:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Unrecognized servable version label: {model_spec.version_label} "
+                               "(this server has no version labels)")
+        served = self.served
+        if model_spec.name != self.model_name or served is None or (
+                specific and model_spec.version.value != served.version):
+            available = f"; serving {self.model_name} version {served.version}" if served else ""
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {wanted}{available}")
+        return served
