@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emopy_tfds import faces
+from emopy_tfds import faces, tracking
 from emopy_tfds.ck_plus import ck_plus_files
 from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
 
@@ -68,7 +68,7 @@ def tracking_against_every_frame(manual: Path, sample: int) -> tuple[float, floa
     faces.load_models()
     started = time.perf_counter()
     for sequence_frames in frames:
-        faces.track_face(sequence_frames)
+        tracking.track_face(sequence_frames)
     tracked = time.perf_counter() - started
     started = time.perf_counter()
     for sequence_frames in frames:

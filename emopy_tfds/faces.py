@@ -194,6 +194,14 @@ def _gray(image: np.ndarray) -> np.ndarray:
 # --- Detection and landmarks --------------------------------------------------------------------------
 
 
+def gray_image(image: ImageLike) -> np.ndarray:
+    """An image as dlib's detectors and landmark model see it: one uint8 intensity channel. A 2-D uint8 array is
+    taken as it is, so a frame converted once can be detected in and fitted several times."""
+    if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype == np.uint8:
+        return image
+    return _gray(load_image(image))
+
+
 def detect_faces(image: ImageLike, *, upsample: int = 0, detector: str = DEFAULT_DETECTOR) -> list[Box]:
     """Face boxes, largest first, framed as dlib's HOG detector frames them whichever detector found them.
 
@@ -201,13 +209,12 @@ def detect_faces(image: ImageLike, *, upsample: int = 0, detector: str = DEFAULT
     Each `upsample` doubles the image before detecting: faces down to ~40 px instead of ~80 px for HOG, at
     about four times the cost.
     """
-    return detection.detect(_gray(load_image(image)), detector, upsample=upsample)
+    return detection.detect(gray_image(image), detector, upsample=upsample)
 
 
 def fit_landmarks(image: ImageLike, box: Box, *, landmark_model: str | os.PathLike | None = None) -> np.ndarray:
     """The 68 landmarks inside a face box, float32 (68, 2) (x, y) in image pixels."""
-    gray = _gray(load_image(image))
-    return _fit(gray, box, landmark_model)
+    return _fit(gray_image(image), box, landmark_model)
 
 
 def _fit(gray: np.ndarray, box: Box, landmark_model) -> np.ndarray:
@@ -262,64 +269,6 @@ def box_overlap(a: Box, b: Box) -> float:
         return 0.0
     intersection = width * height
     return intersection / float(a.area + b.area - intersection)
-
-
-class Track(NamedTuple):
-    """A face followed through a sequence: one Face per frame (None where it was lost), and how it went."""
-
-    faces: list
-    detections: int
-    used_fallback: bool
-
-
-# Below this overlap between the box a fit was seeded with and the box its landmarks imply, the fit has
-# slid off the face (or the face moved fast): detect again. The implied box depends on the eyes only, so
-# expressions barely move it; between video frames it overlaps its seed by 0.8 or more (0.82 against the
-# detector's own box on the first frame), while a fit seeded where the face no longer is lands near 0.65.
-REDETECT_BELOW_OVERLAP = 0.7
-
-
-def track_face(
-    frames,
-    *,
-    upsample: int = 0,
-    detector: str = DEFAULT_DETECTOR,
-    fallback_box: Box | None = None,
-    landmark_model: str | os.PathLike | None = None,
-) -> Track:
-    """Follows the largest face of the first frame through a sequence of frames (paths, bytes or arrays).
-
-    The detector runs on the first frame only; each later frame's fit is seeded with the box the previous
-    frame's landmarks imply, and the detector runs again only when a fit's landmarks drift from their seed.
-    With no face on the first frame, `fallback_box` (e.g. from a dataset's own landmarks) seeds the fits.
-    Under `auto`, the CNN detector runs where HOG finds nothing, but only once before a face is first found:
-    a sequence without a face costs one CNN pass, not one a frame.
-    """
-    tracked, detections, used_fallback, seed = [], 0, False, None
-    for frame in frames:
-        gray = _gray(load_image(frame))
-        if seed is None:
-            detections += 1
-            found = detection.detect(gray, detector, upsample=upsample, fallback=detections == 1)
-            if found:
-                seed = found[0]
-            elif fallback_box is not None:
-                seed, used_fallback = fallback_box, True
-            else:
-                tracked.append(None)
-                continue
-        landmarks = _fit(gray, seed, landmark_model)
-        implied = box_from_landmarks(landmarks)
-        if box_overlap(seed, implied) < REDETECT_BELOW_OVERLAP and not used_fallback:
-            detections += 1
-            found = detection.detect(gray, detector, upsample=upsample)
-            if found:
-                seed = found[0]
-                landmarks = _fit(gray, seed, landmark_model)
-                implied = box_from_landmarks(landmarks)
-        tracked.append(Face(seed, landmarks))
-        seed = implied
-    return Track(tracked, detections, used_fallback)
 
 
 # --- Alignment and crop -------------------------------------------------------------------------------

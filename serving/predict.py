@@ -24,7 +24,7 @@ from serving.recognizer import Classifier, ModelInput, Recognizer, annotate, cap
 from serving.tables import (LEADING_COLUMNS, OUTPUT_SUFFIXES, TRAILING_COLUMNS, affect, check_output_path,
                             concat_tables, empty_table, face_table, probability_columns, table_lines, to_records,
                             write_table)
-from serving.tracking import MAX_MISSED_FRAMES, MIN_TRACK_OVERLAP, FaceTracker, match_boxes, smooth
+from serving.tracking import FaceTracker, smooth
 from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QUIT_KEYS, VIDEO_SUFFIXES, Capture,
                            VideoError, has_gui, is_video)
 
@@ -39,7 +39,7 @@ __all__ = [
     "LEADING_COLUMNS", "OUTPUT_SUFFIXES", "TRAILING_COLUMNS", "affect", "check_output_path", "concat_tables",
     "empty_table", "face_table", "probability_columns", "table_lines", "to_records", "write_table",
     # serving.tracking
-    "MAX_MISSED_FRAMES", "MIN_TRACK_OVERLAP", "FaceTracker", "match_boxes", "smooth",
+    "FaceTracker", "smooth",
     # serving.video
     "FALLBACK_FPS", "FRAMES_IN_FLIGHT", "LIVE_WINDOW", "QUIT_KEYS", "VIDEO_SUFFIXES", "Capture", "VideoError",
     "has_gui", "is_video",

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emopy_tfds import detection, faces
+from emopy_tfds import detection, faces, tracking
 
 # Landmarks fitted on a mapped CNN box may differ from those fitted on HOG's box of the same face by this much, in
 # units of the face box's side, on average over the 68 points (measured: 0.006 on the frame below).
@@ -99,14 +99,14 @@ def test_a_sequence_without_a_face_costs_one_cnn_pass(monkeypatch):
     real = detection.cnn_boxes
     monkeypatch.setattr(detection, "cnn_boxes", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
     blank = [np.full((240, 320), 128, np.uint8)] * 4
-    track = faces.track_face(blank, detector="auto")
+    track = tracking.track_face(blank, detector="auto")
     assert track.faces == [None] * 4 and track.detections == 4
     assert len(calls) == 1
 
 
 def test_tracking_finds_a_covered_face_under_auto_only(covered):
-    assert faces.track_face([covered, covered], detector="hog").faces == [None, None]
-    found = faces.track_face([covered, covered], detector="auto").faces
+    assert tracking.track_face([covered, covered], detector="hog").faces == [None, None]
+    found = tracking.track_face([covered, covered], detector="auto").faces
     assert all(face is not None for face in found)
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emopy_tfds import faces
+from emopy_tfds import faces, tracking
 
 
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
@@ -311,7 +311,7 @@ def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 def test_tracking_detects_once_and_follows_a_moving_face(astronaut):
     frames = [shifted(astronaut, 2 * i, i) for i in range(8)]
-    track = faces.track_face(frames)
+    track = tracking.track_face(frames)
     assert track.detections == 1 and not track.used_fallback
     for i, (frame, face) in enumerate(zip(frames, track.faces)):
         # (The detector also fires on the suit now and then; compare with the face itself.)
@@ -322,15 +322,15 @@ def test_tracking_detects_once_and_follows_a_moving_face(astronaut):
 
 def test_tracking_detects_again_when_the_face_jumps(astronaut):
     frames = [astronaut, astronaut, shifted(astronaut, 150, 120), shifted(astronaut, 150, 120)]
-    track = faces.track_face(frames)
+    track = tracking.track_face(frames)
     assert track.detections == 2
     assert track.faces[2].box.x > track.faces[1].box.x + 100
 
 
 def test_tracking_falls_back_to_a_given_box_and_reports_no_face():
     blank = [np.full((480, 640), 128, np.uint8)] * 3
-    assert faces.track_face(blank).faces == [None, None, None]
-    fallback = faces.track_face(blank, fallback_box=faces.Box(200, 150, 120, 120))
+    assert tracking.track_face(blank).faces == [None, None, None]
+    fallback = tracking.track_face(blank, fallback_box=faces.Box(200, 150, 120, 120))
     assert fallback.used_fallback and all(face is not None for face in fallback.faces)
 
 

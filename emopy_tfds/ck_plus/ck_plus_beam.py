@@ -16,7 +16,7 @@ import apache_beam as beam
 import numpy as np
 from etils import epath
 
-from emopy_tfds import faces
+from emopy_tfds import faces, tracking
 from emopy_tfds.ck_plus import ck_plus_files
 from emopy_tfds.ck_plus.ck_plus_files import SequenceFiles
 
@@ -66,7 +66,7 @@ class SequenceToExamples(beam.DoFn):
         images = [faces.load_image(epath.Path(sequence.frames[i]).read_bytes()) for i in kept]
         ck_landmarks = [_ck_landmarks(sequence.landmark_files[i]) for i in kept]
         fallback = faces.box_from_landmarks(ck_landmarks[0]) if ck_landmarks[0] is not None else None
-        track = faces.track_face(images, detector=self._spec.detector, fallback_box=fallback,
+        track = tracking.track_face(images, detector=self._spec.detector, fallback_box=fallback,
                                  landmark_model=self._landmark_model)
         self._detections.inc(track.detections)
         yield beam.pvalue.TaggedOutput("report", {"frames": len(kept), "detections": track.detections})
