@@ -50,6 +50,7 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The local runner re-logs every worker's warnings; the workers' own errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    # Beam and TensorFlow read the log settings once, when first imported: they come after.
     from apache_beam.options.pipeline_options import PipelineOptions
     import tensorflow_datasets as tfds
 

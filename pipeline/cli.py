@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import logging
 import os
 import sys
 import tempfile
 from typing import Iterator, Sequence
 
 from emopy_tfds.detection import DETECTORS
-from pipeline import train_config
+from pipeline import landmarks, train_config
+from serving import default_model
 from serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
@@ -185,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
 def _report_errors(action) -> int:
     """Runs a stage; a user's mistake (unknown name, dataset not built, wrong run directory) is one line on
     stderr and exit status 2, not a traceback."""
-    from pipeline.data import DatasetNotBuiltError
+    from pipeline.data import DatasetNotBuiltError  # TensorFlow: only the commands that load it get here
 
     try:
         action()
@@ -199,25 +201,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command not in WITHOUT_TENSORFLOW:
         start_tensorflow(args.verbose)
-    # Subcommands import their modules lazily so `emopy landmarks` does not pay for TensorFlow.
+    # Each command imports its own modules here, lazily: the heavy dependency is TensorFlow, which `emopy
+    # landmarks` and `emopy --help` never load (and which start_tensorflow has just quieted for the others).
     if args.command == "landmarks":
-        from pipeline import landmarks
-
         return landmarks.run(args.images, as_json=args.json, annotate=args.annotate, upsample=args.upsample,
                              detector=args.detector, landmark_model=args.landmark_model)
     if args.command == "build":
-        from pipeline import build
+        from pipeline import build  # TensorFlow
 
         return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
                          workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
                          landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite)
     if args.command == "train":
-        from pipeline import cross_validate, train
+        from pipeline import cross_validate, train  # TensorFlow
 
         config = train_config.from_args(args)
         return _report_errors(lambda: cross_validate.run(config, args.cv) if args.cv else train.run(config))
     if args.command == "evaluate":
-        from pipeline import evaluate
+        from pipeline import evaluate  # TensorFlow
 
         def evaluate_and_print():
             if args.run:
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(evaluate_and_print)
     if args.command == "export":
-        from serving import export
+        from serving import export  # TensorFlow
 
         def export_and_print():
             path = export.export(args.run, args.model_base_path, args.version, args.model_name,
@@ -244,32 +245,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(export_and_print)
     if args.command == "serve":
-        import logging
-
-        from serving import local_server
+        from serving import local_server  # TensorFlow
 
         logging.basicConfig(format="%(asctime)s %(message)s")
         logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
-        from serving import default_model
-
         return _report_errors(lambda: local_server.serve(args.model_base_path or default_model.base_path(),
                                                          model_name=args.model_name, port=args.port,
                                                          rest_port=args.rest_port, host=args.host))
     if args.command == "visualize":
-        from pipeline import visualize
+        from pipeline import visualize  # TensorFlow
 
         return _report_errors(lambda: print(visualize.run(
             args.run, args.kind, image=args.image, output=args.output, layer=args.layer, class_name=args.class_name,
             split=args.split)))
     if args.command == "predict":
-        from serving import predict
+        from serving import predict  # TensorFlow
 
         return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name,
                            webcam=args.webcam, output=args.output, annotate_to=args.annotate, every=args.every,
                            smoothing=args.smoothing, show=args.show, upsample=args.upsample,
                            detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped)
     if args.command == "quickstart":
-        from pipeline import quickstart
+        from pipeline import quickstart  # TensorFlow
 
         return quickstart.run(args.workdir)
     raise AssertionError(args.command)

@@ -22,7 +22,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
+import emopy_tfds  # noqa: F401  (registers the builders)
 import models
 from emopy_tfds import faces, labels
 from pipeline import augment as augment_lib
@@ -119,9 +121,6 @@ def input_kind_check(config: DataConfig, spec: models.InputSpec) -> None:
 
 
 def _builder(source: Source, data_dir: str):
-    import emopy_tfds  # noqa: F401  (registers the builders)
-    import tensorflow_datasets as tfds
-
     data_dir = os.path.expanduser(data_dir)
     builder = tfds.builder(source.tfds_name, data_dir=data_dir)
     if not builder.is_prepared():
@@ -187,8 +186,6 @@ def _target(example, source: Source, config: DataConfig) -> tf.Tensor:
 
 
 def _labels_only(source: Source, config: DataConfig, split: str) -> tf.data.Dataset:
-    import tensorflow_datasets as tfds
-
     image_key = "frames" if source.sequences else "image"
     return _read(source, config, split, decoders={image_key: tfds.decode.SkipDecoding()})
 

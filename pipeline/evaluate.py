@@ -18,13 +18,20 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
+import matplotlib
 import numpy as np
+import tensorflow as tf
 
-if TYPE_CHECKING:
-    import models
-    from pipeline import data
+import models
+from emopy_tfds import labels
+from pipeline import data
+from pipeline.run_dir import RunDir
+from serving import default_model, layout
+
+matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
 
 # Sigmoid outputs above this count as "AU present".
 AU_THRESHOLD = 0.5
@@ -107,11 +114,6 @@ def write_predictions(path: str | os.PathLike, indices: Sequence[int], true_ids:
 
 def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike,
                    title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     confusion = np.asarray(confusion)
     rows = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, rows, out=np.zeros(confusion.shape, float), where=rows > 0)
@@ -137,8 +139,6 @@ def _evaluate(classify: Callable[[dict], Any], config: data.DataConfig, split: s
 
     header: what was evaluated, the report's first keys (with its `class_names`); name: the model in the title.
     """
-    from pipeline import data
-
     class_names = header["class_names"]
     true, probabilities = [], []
     for inputs, targets in data.batches(config, split, spec, batch_size=batch_size):
@@ -165,8 +165,6 @@ def _evaluate(classify: Callable[[dict], Any], config: data.DataConfig, split: s
 def run(run_dir: str | os.PathLike, split: str = "test", output: str | os.PathLike | None = None,
         batch_size: int = 256) -> dict:
     """Evaluates a finished run on a split; writes and returns the report."""
-    from pipeline.run_dir import RunDir
-
     run = RunDir.open(run_dir)
     output = Path(output) if output else run.path / f"evaluation-{split}.json"
     settings, config = run.settings, run.train_config.data_config
@@ -182,8 +180,6 @@ def _pixels_inputs(inputs: dict, spec: models.InputSpec) -> dict:
     """A batch of model inputs (`pipeline.data.batches`) as an export's `pixels` signature takes them: the crops
     are `image` for sequence models too, whose model input is `frames`; landmark-only models ignore the crops,
     but the signature takes them (their size says what the landmarks' pixels are), so they get zeros."""
-    import tensorflow as tf
-
     landmarks = inputs.get("landmarks")
     image = inputs.get("frames" if spec.is_sequence else "image")
     if image is None:
@@ -197,12 +193,6 @@ def run_export(model: str | os.PathLike | None, dataset: str, split: str = "test
                batch_size: int = 256) -> dict:
     """Evaluates an export (BASE or BASE/N; None: emopy's default model) on a split of `dataset`, relabelled in
     the export's classes; writes and returns the report."""
-    import tensorflow as tf
-
-    from emopy_tfds import labels
-    from pipeline import data
-    from serving import default_model, layout
-
     base = Path(model).expanduser() if model is not None else default_model.base_path()
     version_dir = layout.resolve_export(base)
     class_names, _, spec = layout.read_assets(version_dir)

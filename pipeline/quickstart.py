@@ -44,10 +44,14 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
         stderr=sys.stderr) -> int:
     """Runs the seven steps in `workdir` (its quick-start folders are replaced) and prints a summary."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow reads its log level once, when first imported: every module that imports it comes after.
     from emopy_tfds import faces
     from emopy_tfds.data.synthetic_faces import synthetic_fer2013
     from emopy_tfds.fer2013 import dummy_data_generation
     from pipeline import build, evaluate, train
+    from serving import export
+    from serving.client import EmotionClient
+    from serving.predict import Recognizer
 
     out = Path(workdir).resolve()
     manual, data_dir, run_dir, export_base = out / "synthetic_fer2013", out / "data", out / "run", out / "export"
@@ -77,17 +81,12 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
     report = evaluate.run(run_dir, "test")
 
     step("5/7 emopy export")
-    from serving import export
-
     export_dir = export.export(run_dir, export_base)
 
     step("6/7 emopy serve (gRPC on loopback)")
     server, port = _start_server(export_base)
     try:
         step(f"7/7 predicting over gRPC at 127.0.0.1:{port}")
-        from serving.client import EmotionClient
-        from serving.predict import Recognizer
-
         test_rows = [i for i, usage in enumerate(usages) if usage == "PrivateTest"]
         crops = [images[i][:, :, None] for i in test_rows]
         # The landmarks of an already cropped face, fitted exactly as the builder fitted them.

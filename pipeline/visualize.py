@@ -38,14 +38,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
+import cv2
+import matplotlib
 import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from matplotlib.ticker import MaxNLocator
+from tf_keras import layers
 
+from emopy_tfds import faces
+from pipeline import data, evaluate
 from pipeline.run_dir import RunDir
 
-if TYPE_CHECKING:
-    import tf_keras as keras
+matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
 
 KINDS = ("activations", "gradcam", "curves", "confusion")
 IMAGE_KINDS = ("activations", "gradcam")
@@ -87,7 +95,6 @@ def conv_layers(model: keras.Model) -> list[str]:
     Only top-level layers count: image_lstm's convolutions sit inside a TimeDistributed frame encoder, and
     explain a sequence, not one face.
     """
-    from tf_keras import layers
 
     names = [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
     if "image" not in model.input_names or not names:
@@ -111,8 +118,6 @@ def _spatial_layer(model: keras.Model, name: str) -> keras.layers.Layer:
 
 def activation_maps(model: keras.Model, inputs: dict, layer_names: Sequence[str]) -> dict[str, np.ndarray]:
     """Each named layer's feature maps [H, W, C] (float32) for the first example of `inputs`."""
-    import tf_keras as keras
-
     outputs = [_spatial_layer(model, name).output for name in layer_names]
     probe = keras.Model(model.input, outputs)
     values = probe(inputs, training=False)
@@ -132,10 +137,6 @@ def gradcam_heatmap(model: keras.Model, inputs: dict, class_index: int, layer_na
     """Grad-CAM of class `class_index` at layer `layer_name` for the first example of `inputs`: float32 [S, S]
     at the image input's side S, in [0, 1] (1 where the evidence for the class is strongest; all 0 when no
     region speaks for it)."""
-    import cv2
-    import tensorflow as tf
-    import tf_keras as keras
-
     layer = _spatial_layer(model, layer_name)
     probe = keras.Model(model.input, [layer.output, _class_score(model)])
     with tf.GradientTape() as tape:
@@ -183,9 +184,6 @@ def _image_spec(run: RunDir):
 
 def face_inputs(run: RunDir | str | os.PathLike, image: str | os.PathLike) -> FaceInputs:
     """The largest face in the photo `image`, preprocessed exactly as the run's training inputs were."""
-    from emopy_tfds import faces
-    from pipeline import data
-
     run = run if isinstance(run, RunDir) else RunDir.open(run)
     spec = _image_spec(run)
     face_spec = run.face_spec
@@ -205,19 +203,12 @@ def face_inputs(run: RunDir | str | os.PathLike, image: str | os.PathLike) -> Fa
 
 
 def _figure(width: int, height: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     # matplotlib truncates inches x dpi to whole pixels (17.4 in x 100 dpi is 1739.99...): half a pixel more
     # keeps the documented size exact under any version's rounding.
     return plt.figure(figsize=((width + 0.5) / DPI, (height + 0.5) / DPI), dpi=DPI)
 
 
 def _save(figure, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     try:
         figure.savefig(path, dpi=DPI)
     finally:
@@ -296,8 +287,6 @@ def plot_gradcam(crop: np.ndarray, heatmap: np.ndarray, path: str | os.PathLike,
 
 def plot_curves(history: dict[str, list[float]], path: str | os.PathLike, title: str) -> None:
     """Loss and accuracy per epoch, train and validation, the best epoch and learning-rate reductions marked."""
-    from matplotlib.ticker import MaxNLocator
-
     epochs = [epoch + 1 for epoch in history.get("epoch", range(len(history["loss"])))]  # 1-based, as Keras logs
     figure = _figure(*CURVES_SIZE)
     panels = figure.subplots(1, 2)
@@ -359,8 +348,6 @@ def _face_figure(run: RunDir, kind: str, image: str, output: Path, layer: str | 
 
 
 def _confusion_figure(run: RunDir, split: str, output: Path) -> None:
-    from pipeline import evaluate
-
     saved = run.path / f"evaluation-{split}.json"
     model = run.model_file
     # An evaluation older than the model (a resumed or repeated run) would show the previous model's errors.

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence, TypeVar, Union
 import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf import json_format
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -232,8 +233,6 @@ class EmotionClient:
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         if self.rest:
             response = self._rest("GetModelMetadata", "GET", self._rest_model_path() + "/metadata")
-            from google.protobuf import json_format
-
             json_format.ParseDict(response["metadata"]["signature_def"], signature_map, ignore_unknown_fields=True)
         else:
             request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])

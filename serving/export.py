@@ -26,9 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import classification_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
 import models
 from emopy_tfds import faces
+from emopy_tfds.data import sample_photo
 from models import test_time
 from pipeline.run_dir import LABELS_FILE, RunDir
 from serving import layout
@@ -153,8 +156,6 @@ class ServingModule(tf.Module):
 
 def _set_classify_method(export_dir: Path) -> None:
     """TF2's saver marks every signature as Predict; TF Serving's Classify API wants its own method name."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
     path = export_dir / layout.SAVED_MODEL_FILE
     saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
     for meta_graph in saved_model.meta_graphs:
@@ -166,17 +167,12 @@ def _set_classify_method(export_dir: Path) -> None:
 def sample_face(face_spec: faces.FaceSpec) -> faces.AlignedFace:
     """The shipped sample photo's face, cropped as the model expects (the run's FaceSpec has the model's
     input size): what warmup requests send."""
-    from emopy_tfds.data import sample_photo
-
     (face, aligned), *_ = faces.preprocess(sample_photo(), face_spec)
     return aligned
 
 
 def warmup_records(spec: models.InputSpec, face: faces.AlignedFace, model_name: str) -> list[bytes]:
     """Serialized PredictionLog records, one per signature, that TF Serving replays before serving."""
-    from tensorflow_serving.apis import (classification_pb2, input_pb2, model_pb2, predict_pb2,
-                                         prediction_log_pb2)
-
     length = (spec.sequence_length,) if spec.is_sequence else ()
     encoded = faces.encode_png(face.image)
     image_bytes = np.full((1, *length), encoded, dtype=object)
