@@ -33,13 +33,15 @@ def write_json(path: Path, value: Any) -> None:
 def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     """Per-epoch metrics from a run's CSV log, which every (resumed) attempt appends to."""
     log = Path(path).expanduser() / HISTORY_CSV
+    history: dict[str, list[float]] = {}
     if not log.exists():
-        return {}
-    with log.open(newline="") as file:
+        return history
+    with log.open() as file:
         rows = {int(row["epoch"]): row for row in csv.DictReader(file)}  # a resumed epoch replaces its first try
-    ordered = [rows[epoch] for epoch in sorted(rows)]
-    keys = [key for key in (ordered[0] if ordered else {}) if key != "epoch"]
-    return {key: [float(row[key]) for row in ordered] for key in keys}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            history.setdefault(key, []).append(int(value) if key == "epoch" else float(value))
+    return history
 
 
 class RunDir:
