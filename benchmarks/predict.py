@@ -100,7 +100,7 @@ def faces_in(frame: np.ndarray) -> list:
     return faces.detect_faces(frame, detector="hog")
 
 
-def video_fps(recognizer, path: Path, frames: int) -> tuple[float, int]:
+def measured_video_fps(recognizer, path: Path, frames: int) -> tuple[float, int]:
     """Frames per second of predict_video on `path`, and the rows it gave."""
     started = time.perf_counter()
     rows = len(recognizer.predict_video(path, every=1))
@@ -205,7 +205,7 @@ def main() -> None:
                                ("cnn", short, CNN_VIDEO_FRAMES), ("auto", hard, VIDEO_FRAMES)):
         with predict.Recognizer.from_export(base, detector=name) as by_detector:
             by_detector.predict_video(short, every=1)  # warm up: each worker thread's detectors
-            fps, rows = video_fps(by_detector, path, frames)
+            fps, rows = measured_video_fps(by_detector, path, frames)
         what = f"{name}, {path.name} ({frames} frames)"
         target = (f"; target >= {AUTO_VIDEO_TARGET:.0f}x: {'met' if fps / REAL_TIME_FPS >= AUTO_VIDEO_TARGET else 'NOT met'}"
                   if (name, path) == ("auto", video) else "")

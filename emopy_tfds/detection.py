@@ -25,18 +25,16 @@ DETECTORS = ("auto", "hog", "cnn")
 DEFAULT_DETECTOR = "auto"
 CNN_MODEL_FILE = "mmod_human_face_detector.dat"
 
-# The CNN detector runs on the image shrunk to half its size: it costs a quarter as much (0.7 s instead of 3.1 s
-# a 640x480 photo on 2 busy cores), and on 150 real fer2013 faces (190 px, in photos) it still found 94% of them
-# against 97% at full size, and with HOG first, `auto` found every face either size of the CNN detector found.
-# Faces below about 100 px that HOG misses are where the full size would find more.
-CNN_SCALE = 0.5
+# The CNN detector runs on the image at this scale. Half size would cost a quarter as much and on 150 real
+# fer2013 faces of 190 px it found 94% of them against 97% at full size, but it misses faces of about 100 px,
+# a webcam's (benchmarks/predict.py's video found none): full size finds what HOG's size range covers.
+CNN_SCALE = 1.0
 
 # A CNN box (x, y, side) maps to the HOG-style box whose centre is shifted by (dx, dy) times the side and whose
-# side is `scale` times it. Measured by `benchmarks/faces.py --measure-box-mapping --count 150`: the medians
-# (0.050, 0.047, 0.938) over the 111 of 150 real fer2013 validation faces, scaled 4x into photos, that both
-# detectors find, the CNN one at CNN_SCALE. Landmarks fitted on the mapped box then lie a median 0.8% of the
-# box's side from those fitted on HOG's own (90th percentile 3.1%).
-CNN_TO_HOG = {"dx": 0.05, "dy": 0.05, "scale": 0.94}
+# side is `scale` times it. Measured by `benchmarks/faces.py --measure-box-mapping --count 60`: the medians
+# (0.021, 0.100, 1.091) over the 48 of 60 real fer2013 validation faces, scaled 4x into photos, that both
+# detectors find, the CNN one at CNN_SCALE (see README, "Face detectors", for the landmark agreement).
+CNN_TO_HOG = {"dx": 0.02, "dy": 0.10, "scale": 1.09}
 
 
 class Box(NamedTuple):
