@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import cv2
 import dlib
@@ -38,6 +38,11 @@ CNN_SCALE = 1.0
 # (4.8%). The constants are those medians measured with the CNN detector at half size (111 of 150 faces).
 CNN_TO_HOG = {"dx": 0.05, "dy": 0.05, "scale": 0.94}
 
+# A face seen in a recent video frame is looked for again only in a window this many box sides wider on each side
+# (detect_near): room for a face to move half its width between the frame its box came from and this one. HOG on
+# that window costs about a seventh of a 640x480 frame (4 ms against 28 for a 105 px face).
+NEAR_MARGIN = 0.5
+
 
 class Box(NamedTuple):
     """A face box in image pixels: left, top, width, height."""
@@ -58,6 +63,16 @@ class Box(NamedTuple):
     @classmethod
     def from_dlib(cls, rect: dlib.rectangle) -> "Box":
         return cls(int(rect.left()), int(rect.top()), int(rect.width()), int(rect.height()))
+
+
+def box_overlap(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    return intersection / float(a.area + b.area - intersection)
 
 
 class DetectorModelNotFoundError(FileNotFoundError):
@@ -115,6 +130,40 @@ def largest_first(boxes) -> list[Box]:
 def hog_boxes(gray: np.ndarray, upsample: int = 0) -> list[Box]:
     """Boxes from dlib's HOG frontal detector, largest first; each `upsample` doubles the image first."""
     return largest_first(Box.from_dlib(rect) for rect in _frontal_face_detector()(gray, upsample))
+
+
+def window_around(box: Box, image_shape: tuple[int, ...], margin: float = NEAR_MARGIN) -> Box:
+    """`box` grown by `margin` times its side on every side, clipped to the image."""
+    height, width = image_shape[:2]
+    x, y = max(0, int(box.x - margin * box.w)), max(0, int(box.y - margin * box.h))
+    right, bottom = min(width, int(box.x + box.w * (1 + margin))), min(height, int(box.y + box.h * (1 + margin)))
+    return Box(x, y, max(0, right - x), max(0, bottom - y))
+
+
+def detect_near(gray: np.ndarray, seen: Sequence[Box], detector: str = DEFAULT_DETECTOR, *, upsample: int = 0,
+                margin: float = NEAR_MARGIN) -> list[Box] | None:
+    """Boxes of the faces last seen at `seen`, each looked for only in a window around where it was, largest
+    first; None if any of them is not found there, so that the caller searches the whole image.
+
+    HOG looks under `hog` and `auto` (auto's CNN fallback is the caller's to decide), the CNN detector under `cnn`.
+    Each window keeps the detection that overlaps the face's last box most (a neighbour's face that fits in the
+    window does not overlap it); a face that two boxes of `seen` both lead to counts once.
+    """
+    search = cnn_boxes if check_detector(detector) == "cnn" else hog_boxes
+    found: list[Box] = []
+    for last in seen:
+        window = window_around(last, gray.shape, margin)
+        if not window.area:  # the face's last box lies outside this frame
+            return None
+        inside = search(np.ascontiguousarray(gray[window.y:window.y + window.h, window.x:window.x + window.w]),
+                        upsample)
+        candidates = [Box(box.x + window.x, box.y + window.y, box.w, box.h) for box in inside]
+        best = max(candidates, key=lambda box: box_overlap(box, last), default=None)
+        if best is None or box_overlap(best, last) == 0.0:
+            return None
+        if all(box_overlap(best, other) < 0.5 for other in found):
+            found.append(best)
+    return largest_first(found)
 
 
 def cnn_to_hog(rect: dlib.rectangle, scale: float = 1.0) -> Box:

@@ -14,14 +14,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import cv2
 import dlib
 import numpy as np
 
 from emopy_tfds import detection
-from emopy_tfds.detection import DEFAULT_DETECTOR, DETECTORS, Box  # noqa: F401  (faces.Box, as before)
+from emopy_tfds.detection import DEFAULT_DETECTOR, DETECTORS, Box, box_overlap  # noqa: F401  (faces.Box, as before)
 # What reads images lives in images.py; faces re-exports it, as every caller reads a photo and then its faces.
 from emopy_tfds.images import (  # noqa: F401
     MAX_IMAGE_PIXELS, ImageError, ImageLike, decode_image, encode_png, load_image, to_rgb8)
@@ -234,18 +234,24 @@ def find_faces(
     upsample: int = 0,
     detector: str = DEFAULT_DETECTOR,
     fallback: bool = True,
+    near: Sequence[Box] = (),
     already_cropped: bool = False,
     landmark_model: str | os.PathLike | None = None,
 ) -> list[Face]:
     """Faces with their 68 landmarks, largest first, found by `detector` (see detect_faces).
 
     fallback=False keeps `auto` to HOG alone (a video frame where no tracked face was lost).
+    near: where the faces were in a recent video frame: the detector looks for each in a window around it
+    (detection.detect_near), and searches the whole image only if one of them is not there.
     With `already_cropped`, the image is taken to be one face crop (as fer2013's 48x48 faces are): the
     whole image is the face box and no detector runs, so exactly one face comes back.
     """
     gray = _gray(load_image(image))
-    boxes = ([whole_image_box(gray)] if already_cropped
-             else detection.detect(gray, detector, upsample=upsample, fallback=fallback))
+    boxes = [whole_image_box(gray)] if already_cropped else None
+    if boxes is None and near:
+        boxes = detection.detect_near(gray, near, detector, upsample=upsample)
+    if boxes is None:
+        boxes = detection.detect(gray, detector, upsample=upsample, fallback=fallback)
     return [Face(box, _fit(gray, box, landmark_model)) for box in boxes]
 
 
@@ -259,16 +265,6 @@ def box_from_landmarks(landmarks: np.ndarray) -> Box:
     middle = (right_eye + left_eye) / 2.0
     return Box(int(round(middle[0] - side / 2)), int(round(middle[1] - EYE_LINE * side)), int(round(side)),
                int(round(side)))
-
-
-def box_overlap(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = width * height
-    return intersection / float(a.area + b.area - intersection)
 
 
 # --- Alignment and crop -------------------------------------------------------------------------------

@@ -63,6 +63,10 @@ class FaceTracks:
         """How many faces the latest frame had."""
         return sum(missed == 0 for missed in self._missed.values())
 
+    def visible_boxes(self) -> list[Box]:
+        """The boxes of the faces the latest frame had."""
+        return [box for face_id, box in self._boxes.items() if self._missed[face_id] == 0]
+
     def update(self, boxes: Sequence[Box]) -> list[int]:
         """The ids of this frame's faces, one per box: a tracked face's id, or a new one."""
         ids = []

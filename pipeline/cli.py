@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import faulthandler
 import logging
 import os
 import sys
-import tempfile
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from emopy_tfds.detection import DETECTORS
 from pipeline import landmarks, train_config
-from serving import default_model
+from serving import default_model, quiet
 from serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
@@ -26,38 +23,6 @@ DETECTOR_HELP = ("hog: dlib's HOG detector (fast; upright, frontal faces); cnn: 
                  "tilted and covered faces; ~100x slower); auto: HOG, then the CNN detector where HOG finds nothing")
 
 
-@contextlib.contextmanager
-def stderr_held_back() -> Iterator[None]:
-    """Sends file descriptor 2 to a temporary file for the block, since C++ libraries write there directly,
-    below sys.stderr. If the block raises, what was held back is written to stderr before the error goes on,
-    so a failure still shows everything that led to it."""
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    # A crash inside C++ runs no Python code afterwards: faulthandler at least puts its stack on the terminal
-    # (unless it is already on, writing where its owner chose).
-    own_faulthandler = not faulthandler.is_enabled()
-    if own_faulthandler:
-        faulthandler.enable(file=terminal)
-    failed = False
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(terminal, 2)
-            if own_faulthandler:
-                faulthandler.disable()
-            os.close(terminal)
-            if failed:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
-                sys.stderr.flush()
-
-
 def start_tensorflow(verbose: bool = False) -> None:
     """Imports TensorFlow and finds its devices, keeping the lines its C++ core logs meanwhile (oneDNN, CUDA
     drivers, CPU instructions, cuInit) off the terminal unless `verbose` or the import fails.
@@ -68,7 +33,7 @@ def start_tensorflow(verbose: bool = False) -> None:
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_LOG_LEVEL)
-    with stderr_held_back():
+    with quiet.stderr_held_back():
         import tensorflow as tf
 
         # Looking for GPUs calls cuInit, which logs an error where there is no CUDA driver: here, not at the

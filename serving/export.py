@@ -20,6 +20,7 @@ model's own first layers scale the pixels and compute the landmark features (mod
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -34,7 +35,7 @@ from emopy_tfds import faces
 from emopy_tfds.data import sample_photo
 from models import test_time
 from pipeline.run_dir import LABELS_FILE, RunDir
-from serving import layout
+from serving import layout, tflite
 from serving.layout import DEFAULT_MODEL_NAME
 
 BATCHING_FILE = "batching_parameters.txt"
@@ -217,6 +218,18 @@ def model_config(model_base_path: Path, model_name: str) -> str:
     )
 
 
+def _write_tflite(version_dir: Path) -> None:
+    """assets.extra/pixels.tflite, for the Recognizer's speed; a model that does not convert goes without (the
+    Recognizer then runs the SavedModel), with a warning that says why."""
+    try:
+        model = tflite.convert(version_dir)
+    except Exception as error:  # the converter raises its own ConverterError and plain errors alike
+        logging.warning("%s: no TFLite copy of the %r signature (the Recognizer will run the SavedModel): %s",
+                        version_dir, layout.PIXELS_SIGNATURE, str(error).splitlines()[0] if str(error) else error)
+        return
+    (version_dir / layout.TFLITE_FILE).write_bytes(model)
+
+
 def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, version: int | None = None,
            model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False) -> Path:
     """Writes BASE/<version>/ (default: the next free version) from a finished run; returns its path.
@@ -262,6 +275,8 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
         with tf.io.TFRecordWriter(str(staging / layout.WARMUP_FILE)) as writer:
             for record_bytes in warmup_records(spec, sample_face(face_spec), model_name):
                 writer.write(record_bytes)
+        if not spec.is_sequence:  # the Recognizer classifies single faces only
+            _write_tflite(staging)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

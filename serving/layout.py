@@ -4,6 +4,7 @@
     BASE/<version>/saved_model.pb       one folder per version, 1, 2, ...; the highest is served
     BASE/<version>/assets/              labels.txt, face_spec.json, input_spec.json, export.json
     BASE/<version>/assets.extra/tf_serving_warmup_requests
+    BASE/<version>/assets.extra/pixels.tflite   the `pixels` signature for TensorFlow Lite (serving/tflite.py)
 
 `emopy export` writes it; the local server, `emopy predict`, `emopy evaluate` and the client read it from here.
 """
@@ -26,6 +27,8 @@ ASSETS = "assets"
 LABELS_ASSET, FACE_SPEC_ASSET, INPUT_SPEC_ASSET, EXPORT_ASSET = (
     "labels.txt", "face_spec.json", "input_spec.json", "export.json")
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+# TF Serving reads only the warmup file from assets.extra, so the TFLite copy can sit beside it.
+TFLITE_FILE = Path("assets.extra") / "pixels.tflite"
 # What TF Serving's Classify API checks a signature's method name against.
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 # The signature that takes crops already cut as the export's face_spec.json says (see serving/export.py).

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from emopy_tfds import faces, labels
 from pipeline import overlay
-from serving import default_model, layout
+from serving import default_model, layout, tflite
 from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE
 from serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS, concat_tables, empty_table, face_table
 from serving.tracking import FaceTracker
-from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QUIT_KEYS, Capture, VideoError,
+from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, FULL_SCAN_SECONDS, LIVE_WINDOW, QUIT_KEYS, Capture, VideoError,
                            _classified_ahead, _frame_rate, _read_frames, _VideoSink, has_gui, is_video)
 
 
@@ -147,11 +147,17 @@ class Recognizer:
     def from_export(cls, path: str | os.PathLike, *, upsample: int = 0, detector: str | None = None,
                     landmark_model: str | os.PathLike | None = None, cropped: bool = False) -> "Recognizer":
         """From a local export: BASE/N, or BASE (its highest version). Runs the `pixels` signature in-process,
-        so crops go to the model as arrays, never encoded."""
-        import tensorflow as tf  # tensorflow: heavy, needed only for a local export
-
+        so crops go to the model as arrays, never encoded: through the export's TFLite copy of it where there is
+        one (serving/tflite.py: the same probabilities, 3x as fast at batch 1), else through the SavedModel."""
         version_dir = layout.resolve_export(path)
         class_names, face_spec, _ = layout.read_assets(version_dir)
+        fast = tflite.classifier(version_dir)
+        if fast is not None:
+            return cls(fast, class_names, face_spec, model_input(fast.input_shapes), upsample=upsample,
+                       detector=detector, landmark_model=landmark_model, cropped=cropped)
+
+        import tensorflow as tf  # tensorflow: heavy, needed only for a local export
+
         loaded = tf.saved_model.load(str(version_dir))
         if PIXELS_SIGNATURE not in loaded.signatures:
             raise ValueError(f"{version_dir}: the SavedModel has no {PIXELS_SIGNATURE!r} signature")
@@ -231,18 +237,19 @@ class Recognizer:
 
     # --- One picture ---
 
-    def classify_faces(self, rgb: np.ndarray, *, detector: str | None = None, fallback: bool = True
-                       ) -> tuple[list[faces.Face], np.ndarray]:
+    def classify_faces(self, rgb: np.ndarray, *, detector: str | None = None, fallback: bool = True,
+                       near: Sequence[faces.Box] = ()) -> tuple[list[faces.Face], np.ndarray]:
         """The faces of an RGB image, largest first, and their probabilities [B, K].
 
         detector: this call's detector instead of the Recognizer's; fallback=False keeps `auto` to HOG alone.
+        near: where faces were in a recent frame of the same video, to look there first (faces.find_faces).
         """
         if self.cropped:
             face, aligned = faces.crop_as_given(rgb, self.face_spec, landmark_model=self.landmark_model)
             return [face], self.classify_crops([aligned.image], aligned.landmarks[np.newaxis])
         found, crops, points = [], [], []
         for face in faces.find_faces(rgb, upsample=self.upsample, detector=detector or self.detector,
-                                     fallback=fallback, landmark_model=self.landmark_model):
+                                     fallback=fallback, near=near, landmark_model=self.landmark_model):
             try:
                 aligned = faces.align_face(rgb, face.landmarks, self.crop_spec, landmark_model=self.landmark_model)
             except ValueError:  # a fit with both eyes on one point: no face to speak of
@@ -303,7 +310,9 @@ class Recognizer:
         """One table per sampled frame (every `every`-th, from the first), as frames arrive; empty without faces.
 
         Sampled frames are classified on the Recognizer's worker threads, up to FRAMES_IN_FLIGHT at once, so a
-        frame's table comes once the next FRAMES_IN_FLIGHT - 1 sampled frames have been read and started.
+        frame's table comes once the next FRAMES_IN_FLIGHT - 1 sampled frames have been read and started. Faces
+        are followed: HOG looks for each only near where the latest tabled frame had it, and the whole frame is
+        searched every FULL_SCAN_SECONDS of video, and wherever a followed face is not found near its last box.
 
         capture: cv2.VideoCapture(index or path) or anything with read()/get()/release(); released at the end.
         smoothing: per face id, an exponential moving average of probabilities (see FaceTracker).
@@ -325,18 +334,31 @@ class Recognizer:
         bar = tqdm(total=total if total > 0 else None, desc=Path(name).name, unit="frame", leave=False,
                    file=progress_file or sys.stderr, disable=not progress)
         latest = empty_table(self.classes)
-        # Classifying ahead pays because dlib and TensorFlow let go of the GIL: the next frames' faces are found
-        # while this one's are tracked, tabled and drawn.
-        ahead = _classified_ahead(_read_frames(capture, fps, max_frames, bar), every, self._worker_pool(),
-                                  self._classify_bgr, all_frames=sink is not None or show)
+        scan_every = max(1, round(FULL_SCAN_SECONDS * (fps or FALLBACK_FPS)))
+        last_scan = -scan_every
+
+        def start(index: int, bgr: np.ndarray) -> Future:
+            # Where faces are being followed, HOG looks for them near their last boxes only (a seventh of the
+            # cost), and scans the whole frame for new faces every FULL_SCAN_SECONDS.
+            nonlocal last_scan
+            near = tracker.visible_boxes() if index - last_scan < scan_every else []
+            if not near:
+                last_scan = index
+            return self._worker_pool().submit(self._classify_bgr, bgr, near=near)
+
+        # Classifying ahead pays because dlib and TensorFlow Lite let go of the GIL: the next frames' faces are
+        # found while this one's are tracked, tabled and drawn.
+        ahead = _classified_ahead(_read_frames(capture, fps, max_frames, bar), every, start,
+                                  all_frames=sink is not None or show)
         try:
             for index, seconds, bgr, classified in ahead:
                 if classified is not None:
                     found, probabilities = classified.result()
                     if self.detector == "auto" and (tracker.visible() > len(found) or (index == 0 and not found)):
                         # HOG lost a face it was following, or found none to start from: the CNN detector looks.
-                        found, probabilities = max(
-                            (found, probabilities), self._classify_bgr(bgr, detector="cnn"), key=lambda f: len(f[0]))
+                        # It looks near where the faces were first, as HOG does.
+                        rescued = self._classify_bgr(bgr, detector="cnn", near=tracker.visible_boxes())
+                        found, probabilities = max((found, probabilities), rescued, key=lambda f: len(f[0]))
                     ids, probabilities = tracker.update([face.box for face in found], probabilities)
                     latest = face_table(found, probabilities, ids, self.classes, file=name, frame=index,
                                         seconds=seconds)
@@ -360,9 +382,11 @@ class Recognizer:
             if show:
                 cv2.destroyWindow(LIVE_WINDOW)
 
-    def _classify_bgr(self, bgr: np.ndarray, detector: str | None = None) -> tuple[list[faces.Face], np.ndarray]:
+    def _classify_bgr(self, bgr: np.ndarray, detector: str | None = None, near: Sequence[faces.Box] = ()
+                      ) -> tuple[list[faces.Face], np.ndarray]:
         # Frames classified ahead use HOG alone under `auto`; stream() decides where the CNN detector looks.
-        return self.classify_faces(faces.load_image(bgr, channel_order="bgr"), detector=detector, fallback=False)
+        return self.classify_faces(faces.load_image(bgr, channel_order="bgr"), detector=detector, fallback=False,
+                                   near=near)
 
     def predict(self, path: str | os.PathLike, **video_options: Any) -> pd.DataFrame:
         """A photo's or a video's rows, told apart by the file's extension (video options: see predict_video)."""

@@ -36,6 +36,10 @@ class FaceTracker:
         """How many faces the latest frame had."""
         return self.tracks.visible()
 
+    def visible_boxes(self) -> list[Box]:
+        """Where the latest frame's faces were."""
+        return self.tracks.visible_boxes()
+
     def update(self, boxes: Sequence[Box], probabilities: np.ndarray) -> tuple[list[int], np.ndarray]:
         """Ids of this frame's faces and their smoothed probabilities [B, K]."""
         ids = self.tracks.update(boxes)

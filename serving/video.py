@@ -6,7 +6,7 @@ import collections
 import math
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -24,6 +24,9 @@ QUIT_KEYS = (ord("q"), 27)  # q or Esc closes the live window
 # Sampled video frames being classified at once: one per core keeps both dlib and TensorFlow busy; more would
 # only hold frames in memory and delay the rows.
 FRAMES_IN_FLIGHT = max(2, min(4, os.cpu_count() or 1))
+# While faces are followed from frame to frame, only the windows around them are searched; the whole frame is
+# searched again this often (in seconds of video), so that a face coming into view is found within it.
+FULL_SCAN_SECONDS = 0.5
 
 
 class VideoError(faces.ImageError):
@@ -89,11 +92,12 @@ def _read_frames(capture: Capture, fps: float | None, max_frames: int | None, ba
         index += 1
 
 
-def _classified_ahead(frames: Iterable[tuple[int, float, np.ndarray]], every: int, workers: ThreadPoolExecutor,
-                      classify: Callable[[np.ndarray], Any], *, all_frames: bool
+def _classified_ahead(frames: Iterable[tuple[int, float, np.ndarray]], every: int,
+                      start: Callable[[int, np.ndarray], Future], *, all_frames: bool
                       ) -> Iterator[tuple[int, float, np.ndarray, Future | None]]:
     """Frames in order (every one with `all_frames`, else only every `every`-th) with, for every `every`-th,
-    the Future of its classification, started up to FRAMES_IN_FLIGHT sampled frames before it is handed out."""
+    the Future of its classification, which `start(index, frame)` begins up to FRAMES_IN_FLIGHT sampled frames
+    before the frame is handed out (so `start` sees what the frames handed out before then left behind)."""
     waiting: collections.deque = collections.deque()
     in_flight = 0
     try:
@@ -101,7 +105,7 @@ def _classified_ahead(frames: Iterable[tuple[int, float, np.ndarray]], every: in
             sampled = index % every == 0
             if not (sampled or all_frames):
                 continue
-            waiting.append((index, seconds, bgr, workers.submit(classify, bgr) if sampled else None))
+            waiting.append((index, seconds, bgr, start(index, bgr) if sampled else None))
             in_flight += sampled
             while in_flight >= FRAMES_IN_FLIGHT:
                 frame = waiting.popleft()

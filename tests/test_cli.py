@@ -13,6 +13,7 @@ import cv2
 import pytest
 
 from pipeline import cli
+from serving import quiet
 
 # Lines in absl's format, as TensorFlow's C++ core logs them: "I0000 00:00:1796078895.624327  6391 port.cc:153] ...".
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)
@@ -170,7 +171,7 @@ def test_a_failing_tensorflow_import_shows_its_error_and_what_tensorflow_printed
 def test_what_a_successful_block_writes_to_stderr_is_dropped(tmp_path, monkeypatch, capfd):
     (tmp_path / "noisy_module.py").write_text("import os\nos.write(2, b'I0000 noisy start-up\\n')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with cli.stderr_held_back():
+    with quiet.stderr_held_back():
         import noisy_module  # noqa: F401
     print("after", file=sys.stderr)
     assert capfd.readouterr().err == "after\n"

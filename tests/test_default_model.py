@@ -25,7 +25,7 @@ def version_dir() -> Path:
 def test_the_default_model_ships_inside_the_package_as_an_export(version_dir):
     assert version_dir.parent == Path(serving.__file__).resolve().parent / "default_export"
     for name in ("saved_model.pb", "variables/variables.index", "assets/labels.txt", "assets/face_spec.json",
-                 "assets/input_spec.json", str(layout.WARMUP_FILE)):
+                 "assets/input_spec.json", str(layout.WARMUP_FILE), str(layout.TFLITE_FILE)):
         assert (version_dir / name).is_file(), name
     size = sum(path.stat().st_size for path in version_dir.rglob("*") if path.is_file())
     assert size <= 20_000_000
@@ -40,6 +40,20 @@ def test_its_assets_agree_with_what_prediction_uses(version_dir):
         assert recognizer.inputs.size == input_spec.image_size == face_spec.crop_size
         assert recognizer.inputs.channels == input_spec.channels
         assert recognizer.inputs.uses_landmarks == input_spec.uses_landmarks
+
+
+def test_the_recognizer_runs_the_shipped_tflite_copy_with_the_saved_models_probabilities(version_dir, astronaut,
+                                                                                      astronaut_face):
+    import tensorflow as tf
+
+    from serving import tflite
+
+    crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image
+    crops = np.stack([crop, crop[:, ::-1], np.zeros_like(crop)])
+    saved = tf.saved_model.load(str(version_dir)).signatures["pixels"](image=tf.constant(crops))
+    with predict.Recognizer.default() as recognizer:
+        assert isinstance(recognizer._classify, tflite.PixelsClassifier)
+        np.testing.assert_allclose(recognizer.classify_crops(list(crops)), saved["probabilities"].numpy(), atol=1e-5)
 
 
 def test_a_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):

@@ -156,16 +156,80 @@ def test_on_video_auto_runs_the_cnn_detector_only_where_a_tracked_face_is_lost(a
 
     calls = []
     real = detection.cnn_boxes
-    monkeypatch.setattr(detection, "cnn_boxes", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    monkeypatch.setattr(detection, "cnn_boxes", lambda gray, *a, **k: calls.append(gray.shape) or real(gray, *a, **k))
     bgr = [cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) for frame in (head_in_frame(astronaut), covered)]
     blank = np.full_like(bgr[0], 128)
-    # Seen, seen, lost by HOG (the CNN detector finds it: twice), gone (the CNN detector looks once), still gone.
+    # Seen, seen, lost by HOG (the CNN detector finds it: twice), gone (the CNN detector looks), still gone.
     frames = [bgr[0], bgr[0], bgr[1], bgr[1], blank, blank]
     with predict.Recognizer.default() as recognizer:
         assert recognizer.detector == "auto"
         tables = list(recognizer.stream(FrameList(frames)))
     assert [len(table) for table in tables] == [1, 1, 1, 1, 0, 0]
     assert {int(table["face_id"].iloc[0]) for table in tables[:4]} == {0}  # one face, tracked throughout
-    assert len(calls) == 3
+    # Near the lost face first (a window), then, where it is gone, over the whole frame.
+    assert [shape == (480, 640) for shape in calls] == [False, False, False, True]
     with predict.Recognizer.default(detector="hog") as recognizer:
         assert [len(table) for table in recognizer.stream(FrameList(frames))] == [1, 1, 0, 0, 0, 0]
+
+
+def test_detect_near_finds_a_followed_face_in_its_window_and_gives_up_where_it_is_not(astronaut):
+    frame = head_in_frame(astronaut)
+    gray = faces.gray_image(frame)
+    (seen,) = detection.hog_boxes(gray)
+    moved = faces.gray_image(np.roll(frame, 25, axis=1))  # the face 25 px to the right in the next frame
+    (moved_full,) = detection.hog_boxes(moved)
+    (moved_near,) = detection.detect_near(moved, [seen])
+    # HOG may take the face at the next scale of its image pyramid in a window (a box of 125 px, not 150): it
+    # does so on the whole frame too as a face moves. What matters is that the fit and the crop agree.
+    assert faces.box_overlap(moved_near, moved_full) > 0.6
+    (by_near,), (by_full,) = faces.find_faces(moved, near=[seen]), faces.find_faces(moved)
+    assert np.abs(by_near.landmarks - by_full.landmarks).mean() / by_full.box.w < LANDMARK_TOLERANCE
+    crops = [faces.align_face(moved, face.landmarks, faces.FER2013_FRAMING).image.astype(float)
+             for face in (by_near, by_full)]
+    assert np.abs(crops[0] - crops[1]).mean() < CROP_TOLERANCE
+    # Not where the face was (a corner of the frame), not in a blank frame, not outside the frame: search it all.
+    assert detection.detect_near(gray, [faces.Box(500, 360, 100, 100)]) is None
+    assert detection.detect_near(np.full_like(gray, 128), [seen]) is None
+    assert detection.detect_near(gray, [faces.Box(700, 100, 100, 100)]) is None
+    assert detection.window_around(faces.Box(600, 10, 100, 100), gray.shape) == faces.Box(550, 0, 90, 160)
+    # Two followed boxes that lead to one face give it once.
+    assert len(detection.detect_near(gray, [seen, faces.Box(seen.x + 10, seen.y, seen.w, seen.h)])) == 1
+    # The CNN detector looks in the window too, and finds there the face it finds in the whole frame (at the
+    # neighbouring scale of its pyramid, as HOG may).
+    (cnn_near,) = detection.detect_near(gray, [seen], "cnn")
+    (cnn_full,) = detection.cnn_boxes(gray)
+    assert faces.box_overlap(cnn_near, cnn_full) > 0.6
+    fits = [faces.fit_landmarks(gray, box) for box in (cnn_near, cnn_full)]
+    assert np.abs(fits[0] - fits[1]).mean() / cnn_full.w < LANDMARK_TOLERANCE
+    # Not found near the box given: the whole frame is searched.
+    assert [face.box for face in faces.find_faces(gray, near=[faces.Box(500, 360, 100, 100)])] == [seen]
+
+
+def two_heads(astronaut: np.ndarray, second: bool) -> np.ndarray:
+    """The astronaut's head on the left of a grey 640x480 frame and, if `second`, its mirror image on the right."""
+    head = astronaut[0:220, 120:300]
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    frame[130:350, 40:220] = head
+    if second:
+        frame[130:350, 420:600] = head[:, ::-1]
+    return frame
+
+
+def test_video_follows_faces_near_their_boxes_and_finds_a_new_face_within_a_full_scan(astronaut, monkeypatch):
+    from serving import predict, video
+
+    shapes = []
+    real = detection.hog_boxes
+    monkeypatch.setattr(detection, "hog_boxes", lambda gray, *a, **k: shapes.append(gray.shape) or real(gray, *a, **k))
+    appears = 10
+    frames = [cv2.cvtColor(two_heads(astronaut, index >= appears), cv2.COLOR_RGB2BGR) for index in range(36)]
+    with predict.Recognizer.default() as recognizer:
+        counts = [len(table) for table in recognizer.stream(FrameList(frames))]
+    scan_every = round(video.FULL_SCAN_SECONDS * video.FALLBACK_FPS)  # FrameList has no frame rate
+    # The new face waits at most for the next full scan, plus the frames already started when it came.
+    found_at = counts.index(2)
+    assert counts[:appears] == [1] * appears and appears <= found_at <= appears + scan_every + video.FRAMES_IN_FLIGHT
+    assert counts[found_at:] == [2] * (len(frames) - found_at)
+    full_scans = sum(shape == (480, 640) for shape in shapes)
+    assert full_scans <= len(frames) // scan_every + video.FRAMES_IN_FLIGHT + 1
+    assert len(shapes) - full_scans >= len(frames) - full_scans - 1  # the other frames: windows only

@@ -51,6 +51,8 @@ def test_layout_assets_and_server_config_files(exported, runs):
     assert 'name: "emotion"' in config and f'base_path: "{path.parent.resolve()}"' in config
     assert "max_batch_size { value: 32 }" in (path.parent / export.BATCHING_FILE).read_text()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+    # The Recognizer's TFLite copy of `pixels`: for models of single faces, not for clips.
+    assert (path / layout.TFLITE_FILE).is_file() and not (exported["landmark_lstm"] / layout.TFLITE_FILE).exists()
 
 
 def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
@@ -243,3 +245,44 @@ def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face
     assert json.loads((path / "assets" / "export.json").read_text())["test_time_flip"] is True
     with pytest.raises(ValueError, match="image alone"):
         export.export(runs["multi_input"], tmp_path / "refused", test_time_flip=True)
+
+
+def test_the_recognizer_runs_the_tflite_copy_and_falls_back_to_the_saved_model_without_it(exported, face, tmp_path):
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving import predict, tflite
+
+    crops = np.stack([face.image, face.image[:, ::-1], np.zeros_like(face.image)])
+    points = np.stack([face.landmarks] * 3).astype(np.float32)
+    expected = tf.saved_model.load(str(exported["multi_input"])).signatures["pixels"](
+        image=tf.constant(crops), landmarks=tf.constant(points))["probabilities"].numpy()
+    fast = predict.Recognizer.from_export(exported["multi_input"])
+    assert isinstance(fast._classify, tflite.PixelsClassifier)
+    assert fast.inputs == predict.ModelInput(size=48, channels=1, uses_landmarks=True)
+    # One interpreter per thread: the video path classifies frames on worker threads at once.
+    with ThreadPoolExecutor(max_workers=3) as workers:
+        answers = list(workers.map(lambda _: fast.classify_crops(list(crops), points), range(6)))
+    for probabilities in answers:
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert fast._classify(crops[:0], points[:0]).shape == (0, len(labels.FER2013))
+
+    without = tmp_path / "1"
+    shutil.copytree(exported["multi_input"], without)
+    (without / layout.TFLITE_FILE).unlink()  # as exports made before emopy wrote one
+    slow = predict.Recognizer.from_export(without)
+    assert not isinstance(slow._classify, tflite.PixelsClassifier) and slow.inputs == fast.inputs
+    np.testing.assert_allclose(slow.classify_crops(list(crops), points), expected, atol=1e-5)
+
+
+def test_a_model_the_tflite_converter_refuses_is_exported_without_the_copy(runs, tmp_path, monkeypatch, caplog):
+    from serving import predict, tflite
+
+    def refuse(version_dir):
+        raise RuntimeError("an op TFLite has no kernel for\nmore detail")
+
+    monkeypatch.setattr(tflite, "convert", refuse)
+    path = export.export(runs["cnn"], tmp_path / "emotion")
+    assert (path / "saved_model.pb").is_file() and not (path / layout.TFLITE_FILE).exists()
+    assert "no TFLite copy" in caplog.text and "an op TFLite has no kernel for" in caplog.text
+    assert not isinstance(predict.Recognizer.from_export(path)._classify, tflite.PixelsClassifier)
