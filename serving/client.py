@@ -35,7 +35,7 @@ from tensorflow_serving.apis import (
 )
 
 from emopy_tfds import faces
-from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE
+from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
 
 Crop = Union[bytes, bytearray, memoryview, np.ndarray]
 Result = TypeVar("Result")
@@ -135,6 +135,11 @@ def _example(encoded: bytes, landmarks: np.ndarray | None) -> example_pb2.Exampl
     return example
 
 
+def _text(value: Any) -> str:
+    # String tensors come back as bytes over gRPC and as str over REST.
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 def _to_json(value: np.ndarray) -> Any:
     if value.dtype == object:
         return [{"b64": base64.b64encode(item).decode("ascii")} for item in value.tolist()]
@@ -227,6 +232,13 @@ class EmotionClient:
         return [{entry.label: entry.score for entry in classifications.classes}
                 for classifications in response.result.classifications]
 
+    def model_assets(self) -> tuple[faces.FaceSpec, list[str]]:
+        """The served model's FaceSpec and class names, as its export's assets hold them, through its `face_spec`
+        signature (a ServingRequestError NOT_FOUND for an export made before emopy wrote one)."""
+        outputs, _ = self._predict_outputs(FACE_SPEC_SIGNATURE, {"request": np.array([b""], dtype=object)})
+        face_spec = _text(np.asarray(outputs["face_spec"]).tolist()[0])
+        return faces.FaceSpec.from_json(face_spec), [_text(name) for name in np.asarray(outputs["class_names"])[0]]
+
     def metadata(self) -> dict[str, dict]:
         """Signatures of the served version: {name: {"method_name", "inputs", "outputs"}}, tensors as
         {name: {"dtype": "float32", "shape": [None, 7]}} (None for a dimension of any size)."""
@@ -268,24 +280,27 @@ class EmotionClient:
     # --- Transport ---
 
     def _predict(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        outputs, version = self._predict_outputs(signature_name, inputs)
+        return {"probabilities": np.asarray(outputs["probabilities"], dtype=np.float32),
+                "classes": [_text(label) for label in np.asarray(outputs["classes"]).tolist()],
+                "class_ids": np.asarray(outputs["class_ids"], dtype=np.int64),
+                "model_version": version}
+
+    def _predict_outputs(self, signature_name: str, inputs: dict[str, np.ndarray]
+                         ) -> tuple[dict[str, Any], int | None]:
+        """A Predict call's outputs as they come (arrays over gRPC, JSON values over REST) and the version that
+        answered (None over REST)."""
         if self.rest:
             body = {"signature_name": signature_name, "inputs": {name: _to_json(value) for name, value in inputs.items()}}
-            outputs = self._rest("Predict", "POST", self._rest_model_path() + ":predict", body)["outputs"]
-            return {"probabilities": np.asarray(outputs["probabilities"], dtype=np.float32),
-                    "classes": list(outputs["classes"]),
-                    "class_ids": np.asarray(outputs["class_ids"], dtype=np.int64),
-                    "model_version": None}
+            return self._rest("Predict", "POST", self._rest_model_path() + ":predict", body)["outputs"], None
         request = predict_pb2.PredictRequest()
         self._fill_model_spec(request.model_spec, signature_name)
         for name, value in inputs.items():
             dtype = tf.string if value.dtype == object else tf.as_dtype(value.dtype)
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=dtype, shape=value.shape))
         response = self._grpc("Predict", self._prediction.Predict, request)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-        return {"probabilities": outputs["probabilities"],
-                "classes": [label.decode("utf-8") for label in outputs["classes"].tolist()],
-                "class_ids": outputs["class_ids"],
-                "model_version": response.model_spec.version.value}
+        return ({name: tf.make_ndarray(proto) for name, proto in response.outputs.items()},
+                response.model_spec.version.value)
 
     def _fill_model_spec(self, model_spec, signature_name: str) -> None:
         model_spec.name = self.model_name

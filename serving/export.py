@@ -10,6 +10,8 @@ Signatures (DESIGN.md, "Serving contract"):
                    (+ landmarks in those pixels) -> the same outputs
   classify         inputs: serialized tf.Example [batch] with image_bytes (+ landmarks, 136 floats)
                    -> classes [batch, K], scores [batch, K]: what TF Serving's Classify API calls
+  face_spec        request: string [batch], ignored -> face_spec [batch] (the FaceSpec's JSON), class_names
+                   [batch, K]: what the assets say, for clients of a server, which cannot read them
 Sequence models take [batch, T] bytes, [batch, T, S, S, C] pixels and [batch, T, 68, 2] landmarks, and have no
 classify signature (a tf.Example has no natural place for a clip).
 
@@ -65,11 +67,13 @@ def _decode_crop(encoded: tf.Tensor, size: int, channels: int) -> tuple[tf.Tenso
 class ServingModule(tf.Module):
     """The Keras model with its preprocessing and label names, as SavedModel signatures."""
 
-    def __init__(self, model, spec: models.InputSpec, class_names: list[str], asset_dir: Path):
+    def __init__(self, model, spec: models.InputSpec, class_names: list[str], face_spec: faces.FaceSpec,
+                 asset_dir: Path):
         super().__init__()
         self.model = model
         self.spec = spec
         self.class_names = tf.constant(class_names)
+        self.face_spec_json = tf.constant(face_spec.to_json())
         self.labels_asset = tf.saved_model.Asset(str(asset_dir / layout.LABELS_ASSET))
         self.face_spec_asset = tf.saved_model.Asset(str(asset_dir / layout.FACE_SPEC_ASSET))
         self.input_spec_asset = tf.saved_model.Asset(str(asset_dir / layout.INPUT_SPEC_ASSET))
@@ -88,6 +92,8 @@ class ServingModule(tf.Module):
             self.serve_pixels = tf.function(self._pixels, input_signature=[pixels_spec])
         if not spec.is_sequence:
             self.classify = tf.function(self._classify, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        self.serve_face_spec = tf.function(self._face_spec, input_signature=[tf.TensorSpec([None], tf.string,
+                                                                                           name="request")])
 
     # --- preprocessing shared by every signature ---------------------------------------------------------
 
@@ -140,6 +146,13 @@ class ServingModule(tf.Module):
     def _pixels_with_landmarks(self, image, landmarks):
         return self._outputs(self._inputs(image, landmarks))
 
+    def _face_spec(self, request):
+        # A server does not hand out its assets, yet its clients must cut faces as training did. The request's
+        # entries are ignored; there is one row per entry because TF Serving's batching splits every output.
+        rows = tf.shape(request)[0]
+        return {"face_spec": tf.fill([rows], self.face_spec_json),
+                "class_names": tf.tile(self.class_names[None, :], [rows, 1])}
+
     def _classify(self, inputs):
         features = {"image_bytes": tf.io.FixedLenFeature([], tf.string)}
         if self.spec.uses_landmarks:
@@ -183,6 +196,7 @@ def warmup_records(spec: models.InputSpec, face: faces.AlignedFace, model_name: 
     for signature, inputs in (
         ("serving_default", {"image_bytes": image_bytes, "landmarks": landmarks}),
         (layout.PIXELS_SIGNATURE, {"image": pixels, "landmarks": landmarks}),
+        (layout.FACE_SPEC_SIGNATURE, {"request": np.array([b""], dtype=object)}),
     ):
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name,
                                                                             signature_name=signature))
@@ -263,9 +277,10 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
         (assets / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
         provenance = {"run": str(run.path), "model": run.settings["model"], "test_time_flip": test_time_flip}
         (assets / layout.EXPORT_ASSET).write_text(json.dumps(provenance) + "\n")
-        module = ServingModule(model, spec, run.class_names, assets)
+        module = ServingModule(model, spec, run.class_names, face_spec, assets)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
-                      layout.PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function()}
+                      layout.PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function(),
+                      layout.FACE_SPEC_SIGNATURE: module.serve_face_spec.get_concrete_function()}
         if not spec.is_sequence:
             signatures["classify"] = module.classify.get_concrete_function()
         tf.saved_model.save(module, str(staging), signatures=signatures)

@@ -33,6 +33,8 @@ TFLITE_FILE = Path("assets.extra") / "pixels.tflite"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 # The signature that takes crops already cut as the export's face_spec.json says (see serving/export.py).
 PIXELS_SIGNATURE = "pixels"
+# The signature that hands a server's clients what its assets hold: the face spec and the class names.
+FACE_SPEC_SIGNATURE = "face_spec"
 
 
 class ExportAssets(NamedTuple):

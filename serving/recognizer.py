@@ -33,7 +33,7 @@ from tqdm import tqdm
 from emopy_tfds import faces, labels
 from pipeline import overlay
 from serving import default_model, layout, tflite
-from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE
+from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
 from serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS, concat_tables, empty_table, face_table
 from serving.tracking import FaceTracker
 from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, FULL_SCAN_SECONDS, LIVE_WINDOW, QUIT_KEYS, Capture, VideoError,
@@ -184,11 +184,13 @@ class Recognizer:
 
         A server does not hand out an export's assets, so what they hold comes from elsewhere:
         - the crop size, channels and landmark input: from GetModelMetadata (the `pixels` signature's shapes);
-        - the class names: `class_names`, else one Classify call on a blank crop, whose answer lists every
-          class in the model's order (the scores are ignored);
-        - the FaceSpec: `face_spec`, else FaceSpec(crop_size=S, grayscale=C == 1) with the default margin and
-          alignment, which is what `emopy train` uses unless a dataset was built with another. Pass the export's
-          own (layout.read_assets, or `--model DIR` with `--server`) to be sure.
+        - the FaceSpec and the class names: `face_spec` and `class_names` if given, else the export's own, from
+          its `face_spec` signature (EmotionClient.model_assets).
+        Exports made before emopy wrote that signature lack it; for them the class names come from one Classify
+        call on a blank crop, whose answer lists every class in the model's order (the scores are ignored), and
+        the FaceSpec is FaceSpec(crop_size=S, grayscale=C == 1) with the default margin and alignment, which is
+        what `emopy train` uses unless a dataset was built with another: pass the export's own
+        (layout.read_assets, or `--model DIR` with `--server`) to be sure.
         """
         from serving.client import EmotionClient  # the client: grpc and tensorflow, needed only for a server
 
@@ -200,6 +202,9 @@ class Recognizer:
                                  f"(signatures: {', '.join(signatures)})")
             inputs = model_input({name: tensor["shape"]
                                   for name, tensor in signatures[PIXELS_SIGNATURE]["inputs"].items()})
+            if (face_spec is None or class_names is None) and FACE_SPEC_SIGNATURE in signatures:
+                served_spec, served_names = client.model_assets()
+                face_spec, class_names = face_spec or served_spec, class_names or served_names
             if class_names is None:
                 blank = np.zeros((inputs.size, inputs.size, inputs.channels), np.uint8)
                 ring = _landmark_ring(inputs.size) if inputs.uses_landmarks else None

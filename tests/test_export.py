@@ -110,6 +110,16 @@ def test_crops_of_any_size_are_resized_and_their_landmarks_scaled(exported, astr
     np.testing.assert_allclose(results[0], results[1], atol=0.05)
 
 
+def test_the_face_spec_signature_hands_out_what_the_assets_hold(exported):
+    for model, path in exported.items():
+        class_names, face_spec, _ = layout.read_assets(path)
+        outputs = tf.saved_model.load(str(path)).signatures[layout.FACE_SPEC_SIGNATURE](
+            request=tf.constant([b"", b"anything"]))
+        # One row per request entry, so that TF Serving's batching can split it.
+        assert [faces.FaceSpec.from_json(text.decode()) for text in outputs["face_spec"].numpy()] == [face_spec] * 2
+        assert [[name.decode() for name in row] for row in outputs["class_names"].numpy()] == [class_names] * 2
+
+
 def test_warmup_records_parse_and_replay(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -119,12 +129,15 @@ def test_warmup_records_parse_and_replay(exported):
                 for record in tf.data.TFRecordDataset(str(path / layout.WARMUP_FILE))]
         kinds = [log.WhichOneof("log_type") for log in logs]
         sequence = model == "landmark_lstm"
-        assert kinds == ["predict_log", "predict_log"] + ([] if sequence else ["classify_log"])
+        assert kinds == ["predict_log"] * 3 + ([] if sequence else ["classify_log"])
         for log in logs:
             if log.HasField("predict_log"):
                 request = log.predict_log.request
                 arguments = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
                 outputs = loaded.signatures[request.model_spec.signature_name](**arguments)
+                if request.model_spec.signature_name == layout.FACE_SPEC_SIGNATURE:
+                    assert outputs["face_spec"].shape == (1,)
+                    continue
             else:
                 request = log.classify_log.request
                 serialized = [example.SerializeToString() for example in request.input.example_list.examples]
@@ -169,7 +182,7 @@ def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
     expected = loaded.signatures["serving_default"](
         image_bytes=tf.constant([faces.encode_png(face.image)] * 2),
         landmarks=tf.constant(np.stack([face.landmarks] * 2)))["probabilities"].numpy()
-    with ModelServer(base, port=0) as server:
+    with ModelServer(base, port=0, rest_port=0) as server:
         assert server.served_version == 1
         port = server.ports.grpc
         with EmotionClient(f"127.0.0.1:{port}") as client:
@@ -181,7 +194,10 @@ def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
             assert set(classified[0]) == set(labels.FER2013)
             assert classified[0][labels.FER2013[expected[0].argmax()]] == pytest.approx(expected[0].max(), abs=1e-5)
             metadata = client.metadata()
-            assert set(metadata) == {"serving_default", "pixels", "classify"}
+            assert set(metadata) == {"serving_default", "pixels", "classify", "face_spec"}
+            assert client.model_assets() == (faces.FER2013_FRAMING, list(labels.FER2013))  # its assets, over gRPC
+            with EmotionClient(f"127.0.0.1:{server.ports.rest}", rest=True) as rest_client:
+                assert rest_client.model_assets() == client.model_assets()  # and over REST
             assert set(metadata["serving_default"]["inputs"]) == {"image_bytes", "landmarks"}
             assert client.status() == {1: "AVAILABLE"}
 

@@ -522,6 +522,11 @@ def test_rest_predict_classify_metadata_and_status_agree_with_grpc(plain_server,
         np.testing.assert_allclose([list(s.values()) for s in rest_client.classify(crops)], by_grpc["probabilities"],
                                    rtol=1e-5)
         assert rest_client.metadata() == client.metadata()
+        # This hand-made model has no `face_spec` signature, as exports made before it: NOT_FOUND, either way.
+        for either in (client, rest_client):
+            with pytest.raises(ServingRequestError) as caught:
+                either.model_assets()
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "face_spec" in caught.value.details()
         assert rest_client.status() == {1: "AVAILABLE"}
         with pytest.raises(ServingRequestError) as caught:
             rest_client.predict(b"not an image")
