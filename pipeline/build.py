@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+
+from serving import quiet
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
@@ -41,15 +44,21 @@ def run(
     landmark_model: str | None = None,
     detector: str = "auto",
     overwrite: bool = False,
+    verbose: bool = False,
     stdout=sys.stdout,
     stderr=sys.stderr,
 ) -> int:
-    """Builds `dataset` and prints a summary; returns the exit status. Errors are one line, naming the file."""
+    """Builds `dataset` and prints a summary; returns the exit status. Errors are one line, naming the file.
+
+    Unless `verbose`, the Beam workers' TensorFlow start-up lines are left out of stderr (serving.quiet).
+    """
     # Quiet TensorFlow's C++ start-up chatter here and in the Beam workers, which inherit the environment.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The local runner re-logs every worker's warnings; the workers' own errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    # Beam warns on the root logger that Google Cloud's optional clients are missing: local builds never use them.
+    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
     # Beam and TensorFlow read the log settings once, when first imported: they come after.
     from apache_beam.options.pipeline_options import PipelineOptions
     import tensorflow_datasets as tfds
@@ -78,7 +87,9 @@ def run(
             num_shards=max(4, 2 * workers),
         )
         print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}", file=stderr)
-        builder.download_and_prepare(download_config=download_config)
+        # Each worker imports TensorFlow, whose C++ core prints its start-up lines before any log setting applies.
+        with contextlib.nullcontext() if verbose else quiet.start_up_lines_filtered():
+            builder.download_and_prepare(download_config=download_config)
     except (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
             faces.LandmarkModelNotFoundError) as error:
         print(f"emopy: error: {error}", file=stderr)

@@ -176,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
                          workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
-                         landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite)
+                         landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite,
+                         verbose=args.verbose)
     if args.command == "train":
         from pipeline import cross_validate, train  # TensorFlow
 

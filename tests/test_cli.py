@@ -175,3 +175,37 @@ def test_what_a_successful_block_writes_to_stderr_is_dropped(tmp_path, monkeypat
         import noisy_module  # noqa: F401
     print("after", file=sys.stderr)
     assert capfd.readouterr().err == "after\n"
+
+
+NOISY_CHILD = r"""
+import os, time
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+os.write(2, b"I0000 00:00:1796106908.276636    6115 port.cc:153] oneDNN custom operations are on.\n")
+os.write(2, b"progress 10%\rprogress 50%\r")
+os.write(2, b"E0000 00:00:1796101973.316007   24046 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n")
+os.write(2, b"E0000 00:00:1796101973.316007   24046 session.cc:52] a real error\n")
+os.write(2, b"INFO:__main__:Logging handler created.\n")
+os.write(2, b"I0000 00:00:1796106908.2")  # a start-up line written in two pieces
+time.sleep(0.2)
+os.write(2, b"77110    6115 cudart_stub.cc:31] Could not find cuda drivers on your machine\n")
+os.write(2, b"Traceback (most recent call last):\nValueError: bad row 7")
+"""
+
+
+def test_start_up_lines_of_started_processes_are_left_out_and_the_rest_passes(tmp_path):
+    """What Beam's workers print goes through serving.quiet's filter: start-up lines out, the rest in order."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        "from serving import quiet\n"
+        "with quiet.start_up_lines_filtered():\n"
+        f"    subprocess.run([sys.executable, '-c', {NOISY_CHILD!r}], check=True)\n"
+        "    print('the parent too', file=sys.stderr)\n"
+        "print('after the block', file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60,  # bytes: \r stays
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode() == ("progress 10%\rprogress 50%\r"
+                             "E0000 00:00:1796101973.316007   24046 session.cc:52] a real error\n"
+                             "Traceback (most recent call last):\nValueError: bad row 7"
+                             "the parent too\nafter the block\n")

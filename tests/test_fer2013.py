@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,9 @@ def test_emopy_build_with_two_workers_on_each_form(tmp_path, face_images, form):
     result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Prism" not in result.stderr  # no attempt to fetch a runner binary
+    # Quiet by default: none of the workers' TensorFlow or Beam start-up lines (serving.quiet).
+    assert not re.search(r"^[IWE]\d{4} |absl::InitializeLog|cuInit|oneDNN|apitools|Logging handler created",
+                         result.stderr, re.MULTILINE), result.stderr[-3000:]
     # The workers really were separate processes.
     workers = {line.rsplit("worker ", 1)[1].rstrip(")") for line in result.stderr.splitlines() if "worker " in line}
     assert len(workers) >= 1
