@@ -3,8 +3,8 @@
 The SavedModel stays the model: TF Serving, `emopy serve` and `emopy evaluate` load it. The TFLite copy is the same
 graph with the same weights (float32, no quantisation; probabilities agree within 1e-5), converted once by
 `emopy export` into BASE/N/assets.extra/pixels.tflite. It is there for speed: through the XNNPACK kernels the
-default model classifies a face at batch 1 in about 1.7 ms on 2 cores, against about 6 ms through the
-SavedModel's signature, whose per-call overhead dwarfs a 48x48 face.
+default model classifies a face at batch 1 in about 2.4 ms on 2 cores, against about 6 ms through the
+SavedModel's signature, whose per-call overhead dwarfs a 48x48 face (benchmarks/default_model.py).
 
 TFLite interpreters are not safe to share between threads, so each thread gets its own. XNNPACK does not gain
 from batching a 48x48 face (batch 8 costs 8 times batch 1), so faces go through one at a time and the
