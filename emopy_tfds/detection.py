@@ -158,8 +158,8 @@ def detect_near(gray: np.ndarray, seen: Sequence[Box], detector: str = DEFAULT_D
         inside = search(np.ascontiguousarray(gray[window.y:window.y + window.h, window.x:window.x + window.w]),
                         upsample)
         candidates = [Box(box.x + window.x, box.y + window.y, box.w, box.h) for box in inside]
-        best = max(candidates, key=lambda box: box_overlap(box, last), default=None)
-        if best is None or box_overlap(best, last) == 0.0:
+        overlap, best = max(((box_overlap(box, last), box) for box in candidates), default=(0.0, None))
+        if not overlap:
             return None
         if all(box_overlap(best, other) < 0.5 for other in found):
             found.append(best)

@@ -50,52 +50,51 @@ def run(
 ) -> int:
     """Builds `dataset` and prints a summary; returns the exit status. Errors are one line, naming the file.
 
-    Unless `verbose`, the Beam workers' TensorFlow start-up lines are left out of stderr (serving.quiet).
+    Unless `verbose`, Beam's and its workers' TensorFlow start-up lines are left out of stderr (serving.quiet).
     """
     # Quiet TensorFlow's C++ start-up chatter here and in the Beam workers, which inherit the environment.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The local runner re-logs every worker's warnings; the workers' own errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    # Beam warns on the root logger that Google Cloud's optional clients are missing: local builds never use them.
-    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
-    # Beam and TensorFlow read the log settings once, when first imported: they come after.
-    from apache_beam.options.pipeline_options import PipelineOptions
-    import tensorflow_datasets as tfds
+    # Beam's import warns that Google Cloud's optional clients (never used by local builds) are missing, and each
+    # worker prints TensorFlow's C++ start-up lines before any log setting applies: serving.quiet leaves them out.
+    with contextlib.nullcontext() if verbose else quiet.start_up_lines_filtered():
+        # Beam and TensorFlow read the log settings once, when first imported: they come after.
+        from apache_beam.options.pipeline_options import PipelineOptions
+        import tensorflow_datasets as tfds
 
-    import emopy_tfds  # noqa: F401  (registers the builders)
-    from emopy_tfds import faces
-    from emopy_tfds.ck_plus import ck_plus_files
-    from emopy_tfds.fer2013 import fer2013_csv
+        import emopy_tfds  # noqa: F401  (registers the builders)
+        from emopy_tfds import faces
+        from emopy_tfds.ck_plus import ck_plus_files
+        from emopy_tfds.fer2013 import fer2013_csv
 
-    workers = workers or os.cpu_count() or 1
-    data_dir = str(Path(data_dir).expanduser())
-    # fer2013's faces come cropped: only CK+'s builder runs a detector.
-    builder_kwargs = {"skip_bad_rows": skip_bad_rows} if dataset == "fer2013" else {"detector": detector}
-    started = time.perf_counter()
-    try:
-        # Resolve the landmark model here, so a wrong path is one clear error before any worker starts.
-        faces.landmark_model_path(landmark_model)
-        builder = tfds.builder(dataset, config=config, data_dir=data_dir, landmark_model=landmark_model,
-                               **builder_kwargs)
-        download_config = tfds.download.DownloadConfig(
-            manual_dir=manual_dir,
-            beam_options=PipelineOptions(flags=beam_flags(workers, beam_options)),
-            download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
-                           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS),
-            # Several shards per split let every worker write, and later let tf.data read in parallel.
-            num_shards=max(4, 2 * workers),
-        )
-        print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}", file=stderr)
-        # Each worker imports TensorFlow, whose C++ core prints its start-up lines before any log setting applies.
-        with contextlib.nullcontext() if verbose else quiet.start_up_lines_filtered():
+        workers = workers or os.cpu_count() or 1
+        data_dir = str(Path(data_dir).expanduser())
+        # fer2013's faces come cropped: only CK+'s builder runs a detector.
+        builder_kwargs = {"skip_bad_rows": skip_bad_rows} if dataset == "fer2013" else {"detector": detector}
+        started = time.perf_counter()
+        try:
+            # Resolve the landmark model here, so a wrong path is one clear error before any worker starts.
+            faces.landmark_model_path(landmark_model)
+            builder = tfds.builder(dataset, config=config, data_dir=data_dir, landmark_model=landmark_model,
+                                   **builder_kwargs)
+            download_config = tfds.download.DownloadConfig(
+                manual_dir=manual_dir,
+                beam_options=PipelineOptions(flags=beam_flags(workers, beam_options)),
+                download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+                               else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS),
+                # Several shards per split let every worker write, and later let tf.data read in parallel.
+                num_shards=max(4, 2 * workers),
+            )
+            print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}", file=stderr)
             builder.download_and_prepare(download_config=download_config)
-    except (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
-            faces.LandmarkModelNotFoundError) as error:
-        print(f"emopy: error: {error}", file=stderr)
-        return 1
-    print_summary(builder, data_dir, time.perf_counter() - started, stdout)
-    return 0
+        except (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
+                faces.LandmarkModelNotFoundError) as error:
+            print(f"emopy: error: {error}", file=stderr)
+            return 1
+        print_summary(builder, data_dir, time.perf_counter() - started, stdout)
+        return 0
 
 
 def print_summary(builder, data_dir: str, seconds: float, stdout) -> None:

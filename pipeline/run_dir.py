@@ -36,7 +36,7 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     history: dict[str, list[float]] = {}
     if not log.exists():
         return history
-    with log.open() as file:
+    with log.open(newline="") as file:
         rows = {int(row["epoch"]): row for row in csv.DictReader(file)}  # a resumed epoch replaces its first try
     for epoch in sorted(rows):
         for key, value in rows[epoch].items():

@@ -48,16 +48,18 @@ def stderr_held_back() -> Iterator[None]:
 # What TensorFlow's C++ core prints as a process starts, before its log settings apply: absl's preamble, info and
 # warning lines ("I0000 00:00:1796106908.276636 6115 port.cc:153] oneDNN ..."), the second line of the CPU
 # instructions notice, and cuInit's error on a machine without CUDA (errors other than cuInit's are never noise);
-# and what each Beam worker logs as it starts: that Google Cloud's optional clients are missing, and its handler.
+# and what Beam logs as it starts, in its default format and in `emopy build`'s: that Google Cloud's optional
+# clients are missing, and (in each worker) its log handler.
 START_UP_NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
     rb"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] failed call to cuInit"
     rb"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\."
-    rb"|WARNING:root:apitools not found, and bigquery client libraries are not available"
+    rb"|WARNING[: ]root: ?apitools not found, and bigquery client libraries are not available"
     rb"|INFO:__main__:Logging handler created\.)")
 _NOISE_OPENINGS = (b"WARNING: All log messages before absl::", b"To enable the following instructions:",
-                   b"WARNING:root:apitools not found", b"INFO:__main__:Logging handler created.")
+                   b"WARNING:root:apitools not found", b"WARNING root: apitools not found",
+                   b"INFO:__main__:Logging handler created.")
 _SEGMENT_ENDS = re.compile(rb"(?<=[\r\n])")
 
 
