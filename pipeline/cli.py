@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                           "./evaluation-DATASET-SPLIT.json for an export")
 
     export = commands.add_parser("export", help="a run as a versioned SavedModel for TF Serving")
-    export.add_argument("--run", required=True, metavar="RUN_DIR")
+    export.add_argument("--run", required=True, nargs="+", metavar="RUN_DIR",
+                        help="a finished run; several serve as an ensemble, the mean of their probabilities")
     export.add_argument("--model-base-path", required=True, metavar="BASE", help="writes BASE/<version>/")
     export.add_argument("--version", type=int, metavar="N", help="default: the next free version under BASE")
     export.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME",
@@ -206,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def export_and_print():
             path = export.export(args.run, args.model_base_path, args.version, args.model_name,
                                  test_time_flip=args.test_time_flip)
-            print(f"exported {args.run} to {path}")
+            print(f"exported {' + '.join(args.run)} to {path}")
             print(f"  serve: emopy serve --model-base-path {args.model_base_path} --model-name {args.model_name}")
 
         return _report_errors(export_and_print)

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -244,19 +245,36 @@ def _write_tflite(version_dir: Path) -> None:
     (version_dir / layout.TFLITE_FILE).write_bytes(model)
 
 
-def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, version: int | None = None,
-           model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False) -> Path:
+def _runs(run_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> list[RunDir]:
+    """The run, or the runs of an ensemble, which must agree on everything but their weights."""
+    runs = [RunDir.open(path) for path in ([run_dir] if isinstance(run_dir, (str, os.PathLike)) else run_dir)]
+    if not runs:
+        raise ValueError("export needs a run directory")
+    first = runs[0]
+    for run in runs[1:]:
+        for what in ("class_names", "input_spec", "face_spec"):
+            if getattr(run, what) != getattr(first, what):
+                raise ValueError(f"{run.path} cannot join {first.path} in an ensemble: their {what} differ "
+                                 f"({getattr(run, what)} against {getattr(first, what)})")
+    return runs
+
+
+def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_path: str | os.PathLike,
+           version: int | None = None, model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False) -> Path:
     """Writes BASE/<version>/ (default: the next free version) from a finished run; returns its path.
 
+    run_dir: one run, or several runs (of the same classes, inputs and face framing) to serve as an ensemble:
+    the mean of their models' probabilities (models.test_time.ensemble_averaged).
     test_time_flip: serve the mean of the model's probabilities over each face and its mirror image
-    (models.test_time.flip_averaged; image-only models). assets/export.json records it, and the run exported.
+    (models.test_time.flip_averaged; image-only models). assets/export.json records it, and the runs exported.
 
     The version folder appears complete or not at all (written beside it, then renamed), since a server
     polling BASE may load it the moment it appears.
     """
-    run = RunDir.open(run_dir)
+    runs = _runs(run_dir)
+    run = runs[0]
     base = Path(model_base_path).expanduser()
-    model = run.load_model()
+    model = run.load_model() if len(runs) == 1 else test_time.ensemble_averaged([each.load_model() for each in runs])
     if test_time_flip:
         model = test_time.flip_averaged(model)
     spec, face_spec = run.input_spec, run.face_spec
@@ -276,6 +294,8 @@ def export(run_dir: str | os.PathLike, model_base_path: str | os.PathLike, versi
         (assets / layout.FACE_SPEC_ASSET).write_text(face_spec.to_json() + "\n")
         (assets / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
         provenance = {"run": str(run.path), "model": run.settings["model"], "test_time_flip": test_time_flip}
+        if len(runs) > 1:
+            provenance["ensemble"] = [{"run": str(each.path), "model": each.settings["model"]} for each in runs]
         (assets / layout.EXPORT_ASSET).write_text(json.dumps(provenance) + "\n")
         module = ServingModule(model, spec, run.class_names, face_spec, assets)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),

@@ -263,6 +263,35 @@ def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face
         export.export(runs["multi_input"], tmp_path / "refused", test_time_flip=True)
 
 
+def test_an_ensemble_of_runs_serves_the_mean_of_their_probabilities(runs, training_data, face, tmp_path):
+    import json
+
+    from serving import predict
+
+    second = tmp_path / "cnn_again"
+    train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=str(second), data_dir=str(training_data),
+                                epochs=1, batch_size=4, sequence_length=4))  # as the `runs` fixture's
+    base = tmp_path / "ensemble"
+    assert cli.main(["export", "--run", str(runs["cnn"]), str(second), "--model-base-path", str(base),
+                     "--test-time-flip"]) == 0
+    path = base / "1"
+    members = [RunDir.open(run).load_model() for run in (runs["cnn"], second)]
+    crops = np.stack([face.image, face.image[:, ::-1], np.full_like(face.image, 128)])
+    each = [(member({"image": crops}).numpy() + member({"image": crops[:, :, ::-1]}).numpy()) / 2
+            for member in members]
+    assert np.abs(each[0] - each[1]).max() > 1e-3  # two runs apart, so their mean is neither
+    expected = (each[0] + each[1]) / 2
+    served = tf.saved_model.load(str(path)).signatures["pixels"](image=tf.constant(crops))["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    np.testing.assert_allclose(predict.Recognizer.from_export(path).classify_crops(list(crops)), expected, atol=1e-5)
+    provenance = json.loads((path / "assets" / "export.json").read_text())
+    assert [member["run"] for member in provenance["ensemble"]] == [str(runs["cnn"]), str(second)]
+    assert provenance["test_time_flip"] is True
+    with pytest.raises(ValueError, match="cannot join .* input_spec differ"):
+        export.export([runs["cnn"], runs["multi_input"]], tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_the_recognizer_runs_the_tflite_copy_and_falls_back_to_the_saved_model_without_it(exported, face, tmp_path):
     import shutil
     from concurrent.futures import ThreadPoolExecutor
