@@ -123,6 +123,32 @@ def plateau_callback(recipe: dict, patience: int) -> keras.callbacks.ReduceLROnP
                                              patience=recipe.get("plateau_patience", max(1, patience // 2)))
 
 
+def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Path, chief: bool) -> list:
+    """The callbacks of a run: BackupAndRestore and the best checkpoint always; early stopping after `patience`
+    epochs without improvement and the plateau schedule for plateau-scheduled recipes; TensorBoard and the CSV
+    log on the chief.
+
+    A cosine schedule runs to its end, without an early stop: while its learning rate is high, validation
+    accuracy wanders for longer than the patience (a 150-epoch vgg_small run on fer2013 stopped at epoch 64, at
+    64 %), and its gains come as the rate falls. It ends at its best, so its runs keep the most accurate epoch;
+    others the lowest validation loss.
+    """
+    cosine = recipe.get("lr_schedule", "plateau") == "cosine"
+    monitor = "val_accuracy" if cosine else "val_loss"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
+                                        save_weights_only=True),
+    ]
+    if not cosine:
+        callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+                      plateau_callback(recipe, patience)]
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(str(run_dir / "logs")),
+                      keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)]
+    return callbacks
+
+
 def _metrics(config: TrainConfig) -> list:
     if config.task == "facs":
         return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc", multi_label=True)]
@@ -193,26 +219,14 @@ def run(config: TrainConfig) -> dict:
         model.compile(optimizer=_optimizer(config, steps_per_epoch),
                       loss=models.loss(config.model, multi_label=config.task == "facs"), metrics=_metrics(config))
 
-    cosine = recipe.get("lr_schedule", "plateau") == "cosine"
-    # A cosine schedule ends at its best: its runs keep the most accurate epoch; others the lowest loss.
-    monitor = "val_accuracy" if cosine else "val_loss"
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
-    ]
-    if not cosine:
-        callbacks.append(plateau_callback(recipe, config.patience))
-    if chief:
-        callbacks += [keras.callbacks.TensorBoard(str(run_dir / "logs")),
-                      keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True)]
+    callbacks = training_callbacks(recipe, config.patience, run_dir, write_dir, chief)
     log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,
              strategy_name(strategy), global_batch, record["mixed_precision"])
     model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
               verbose=1 if sys.stdout.isatty() else 2)
 
-    # A resumed run that stopped early no longer has EarlyStopping's best weights in memory; the checkpoint has.
+    # The best epoch's weights: a resumed run that stopped early no longer has EarlyStopping's in memory, and a
+    # cosine run has none.
     if (write_dir / f"{BEST_WEIGHTS}.index").exists():
         with strategy.scope():
             model.load_weights(str(write_dir / BEST_WEIGHTS))

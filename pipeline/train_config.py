@@ -58,7 +58,8 @@ class TrainConfig:
     class_weights: bool = dataclasses.field(default=True, metadata=_flag(
         "do not weight rare classes up", flag="--no-class-weights"))
     patience: int = dataclasses.field(default=10, metadata=_flag(
-        "epochs without improvement to stop", type=int, metavar="N"))
+        "epochs without improvement to stop (plateau-scheduled models; a cosine schedule runs every epoch)",
+        type=int, metavar="N"))
     seed: int | None = dataclasses.field(default=None, metadata=_flag(
         "seed everything and use deterministic ops", type=int, metavar="N"))
     # Set by cross-validation for each fold's run, not by flags.

@@ -51,6 +51,21 @@ def test_a_cosine_recipe_decays_the_learning_rate_to_zero_over_the_epochs_asked(
     assert all(models.recipe(name).get("lr_schedule", "plateau") in train.LR_SCHEDULES for name in models.ARCHITECTURES)
 
 
+def test_a_cosine_run_trains_every_epoch_and_a_plateau_run_may_stop_early(tmp_path):
+    def kinds(model: str) -> dict[str, object]:
+        callbacks = train.training_callbacks(models.recipe(model), 10, tmp_path, tmp_path, chief=True)
+        return {type(callback).__name__: callback for callback in callbacks}
+
+    cosine = kinds("vgg_small")
+    assert "EarlyStopping" not in cosine and "ReduceLROnPlateau" not in cosine
+    assert cosine["ModelCheckpoint"].monitor == "val_accuracy"  # the most accurate epoch is kept
+    plateau = kinds("cnn")
+    assert plateau["EarlyStopping"].patience == 10 and plateau["EarlyStopping"].monitor == "val_loss"
+    assert plateau["ModelCheckpoint"].monitor == "val_loss" and "ReduceLROnPlateau" in plateau
+    for found in (cosine, plateau):
+        assert {"BackupAndRestore", "TensorBoard", "CSVLogger"} <= set(found)
+
+
 def test_class_weight_power_goes_from_none_to_balanced():
     counts = {"classes": {"a": 100, "b": 25, "c": 0}}
     assert data.balanced_class_weights(counts) == {"a": 0.625, "b": 2.5, "c": 0.0}
