@@ -1,12 +1,12 @@
-"""A VGG-style network with batch norm sized for CPUs: 40 epochs of fer2013 in about an hour on 2 cores.
+"""A VGG-style network with batch norm sized for CPUs: 80 epochs of fer2013 in 40-120 minutes on 2 cores.
 
 Four stages of 24, 48, 96 and 192 filters (the first one conv, the others two, each conv -> batch norm -> ReLU,
 as `vgg.conv_block`), each ending in 2x2 max pooling, leave a 3x3x192 map. It is flattened, not globally
 pooled, so the rows of the face (brows, eyes, mouth) stay apart, then one 256-unit dense layer and the
 classifier, with dropout before each. About 1.1M parameters and 66M multiply-adds per 48x48 face: a training
-epoch of fer2013 takes 60-90 s on 2 cores, and a face and its mirror are classified in about 2.4 ms at batch 1
-through TFLite. Its 60-epoch run is emopy's default model (65.6 % on fer2013's PublicTest with test-time flips;
-README's model card).
+epoch of fer2013 takes 30-90 s on 2 cores (depending on the machine), and a face is classified in about 1.2 ms
+at batch 1 through TFLite. Two of its runs, of 80 and 90 epochs, averaged, are emopy's default model (README's
+model card); its 80-epoch run alone scores 67.0 % on fer2013's PublicTest.
 
 Chosen by measured training time per epoch on the 2-core machine, with `vgg`'s 64-512 filters (420 s),
 32-256 (124 s) and 16-128 (51 s) as the alternatives.
