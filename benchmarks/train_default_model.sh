@@ -11,14 +11,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-runs-default}
 data_dir=${2:-~/tensorflow_datasets}
 export_base=${3:-$runs/export}
-source_dir=../shared/data/fer2013
-if [ ! -d "$data_dir/fer2013/original" ]; then
-  if [ ! -f "$source_dir/fer2013.tar.gz" ]; then
-    echo "train_default_model.sh: real fer2013 is not here ($source_dir/fer2013.tar.gz is missing); nothing to train" >&2
-    exit 1
-  fi
-  emopy build fer2013 --manual-dir "$source_dir" --config original --data-dir "$data_dir"
-fi
+benchmarks/build_real_fer2013.sh "$data_dir" train_default_model.sh
 mkdir -p "$runs"
 # The ensemble's members differ only in their epochs (and their random initialisation and batches).
 members=()

@@ -7,14 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs-real}
 data_dir=${2:-~/tensorflow_datasets}
-source_dir=../shared/data/fer2013
-if [ ! -d "$data_dir/fer2013/original" ]; then
-  if [ ! -f "$source_dir/fer2013.tar.gz" ]; then
-    echo "train_real.sh: real fer2013 is not here ($source_dir/fer2013.tar.gz is missing); nothing to train" >&2
-    exit 1
-  fi
-  emopy build fer2013 --manual-dir "$source_dir" --config original --data-dir "$data_dir"
-fi
+benchmarks/build_real_fer2013.sh "$data_dir" train_real.sh
 mkdir -p "$runs"
 # name, epochs: the first four take about 35 minutes on 2 cores, vgg_small (the default model's run) about an
 # hour more; vgg (about 7 minutes an epoch here) only when EMOPY_WITH_VGG is set.
