@@ -17,6 +17,13 @@ import numpy as np
 FER2013 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CK_PLUS = ("neutral", "anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
 FERPLUS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+# FER+'s eight emotions in emopy's names: fer2013's seven, in their ids, then contempt. What the shipped FER+
+# model answers, so its first seven classes are the fer2013 model's.
+FER2013_CONTEMPT = FER2013 + ("contempt",)
+
+# What a model learns from a face's labels: its one majority class, or the share of crowd votes (FER+) each
+# class got, as soft targets.
+TARGETS = ("majority", "votes")
 
 EMOTIONS = ("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
 _SYNONYMS = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
@@ -65,6 +72,7 @@ SCHEMES = {
         LabelScheme("fer2013", FER2013),
         LabelScheme("ck_plus", CK_PLUS),
         LabelScheme("ferplus", FERPLUS),
+        LabelScheme("fer2013_contempt", FER2013_CONTEMPT),
         # The original Emopy's three-class scheme, in its ids: 0 neutral, 1 positive, 2 negative.
         LabelScheme("pos_neg_neu", ("neutral", "positive", "negative"), coarse=True),
         # Its two-class scheme: negative emotions have no class here and are left out, not relabelled.

@@ -123,12 +123,15 @@ def build(name: str, input_spec: InputSpec, num_classes: int, *, multi_label: bo
     return _module(name).build(input_spec, num_classes, output_activation="sigmoid" if multi_label else "softmax")
 
 
-def loss(name: str, *, multi_label: bool = False) -> keras.losses.Loss | str:
-    """The loss the named architecture trains with (CapsNet: margin loss; others: cross-entropy)."""
+def loss(name: str, *, multi_label: bool = False, soft_targets: bool = False) -> keras.losses.Loss | str:
+    """The loss the named architecture trains with (CapsNet: margin loss; others: cross-entropy): against class
+    ids, or with `soft_targets` against a distribution over the classes (e.g. the share of crowd votes)."""
     module = _module(name)
     if hasattr(module, "loss"):
         return module.loss()
-    return "binary_crossentropy" if multi_label else "sparse_categorical_crossentropy"
+    if multi_label:
+        return "binary_crossentropy"
+    return "categorical_crossentropy" if soft_targets else "sparse_categorical_crossentropy"
 
 
 def recipe(name: str) -> dict:

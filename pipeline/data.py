@@ -5,11 +5,17 @@
     train = data.batches(config, "train", spec, batch_size=64, training=True,
                          class_weights=data.balanced_class_weights(data.label_counts(config, "train")))
 
-Each example is decoded, resized to the model's input, given its label in the chosen scheme and cached in
+Each example is decoded, resized to the model's input, given its target in the chosen scheme and cached in
 memory once; shuffling, batching and augmentation (images and landmarks together) then run in-graph every
 epoch. Batches hold what a face crop really is, uint8 pixels and landmarks in crop pixels: scaling and the
 landmark features are the model's own first layers (models.preprocessing). Examples whose emotion has no class
 in the scheme (e.g. CK+ contempt under fer2013's labels) are left out, and `label_counts` counts them.
+
+Targets: a class id per example (`majority`), or for datasets with crowd votes (FER+) the share of the votes each
+class got (`votes`, the default there): soft targets for categorical cross-entropy, as Barsoum et al. (2016)
+found label distributions beat majority voting. A vote for an emotion the scheme has no class for is set aside
+and the rest renormalised. Which examples are kept, and the class weights, follow the majority label either way,
+so accuracy is on majority labels.
 
 CK+ has one split; its subject-independent folds make three: `test` is fold `test_fold`, `validation` the next
 fold, `train` the rest, so no subject is in two of them.
@@ -42,10 +48,11 @@ class Source:
     label_set: str
     sequences: bool = False
     subject_folds: bool = False
+    votes: bool = False  # has `ferplus_votes`: 10 counts, FER+'s 8 emotions then unknown and not-a-face
 
 
 FER2013 = Source("fer2013/original", "fer2013")
-FERPLUS = Source("fer2013/ferplus", "ferplus")
+FERPLUS = Source("fer2013/ferplus", "ferplus", votes=True)
 CK_PLUS_EMOTION = Source("ck_plus/emotion", "ck_plus", subject_folds=True)
 CK_PLUS_SEQUENCES = Source("ck_plus/sequences", "ck_plus", sequences=True, subject_folds=True)
 CK_PLUS_FACS = Source("ck_plus/facs", "ck_plus", subject_folds=True)
@@ -73,6 +80,7 @@ class DataConfig:
 
     dataset: a key of DATASETS. labels: a scheme of `labels.SCHEMES` (default: the dataset's own label set).
     task: `emotion` (one class per example) or `facs` (multi-label action units, on ck_plus/facs).
+    targets: `majority` or `votes` (labels.TARGETS); None: votes where every source has them, else majority.
     folds, test_fold: CK+'s splits (see the module docstring); `emopy train --cv K` runs test_fold 0..K-1.
     """
 
@@ -80,6 +88,7 @@ class DataConfig:
     data_dir: str = "~/tensorflow_datasets"
     labels: str | None = None
     task: str = "emotion"
+    targets: str | None = None
     folds: int = 10
     test_fold: int = 0
 
@@ -91,6 +100,11 @@ class DataConfig:
         if self.task == "facs" and self.sources != (CK_PLUS_FACS,):
             raise ValueError("--task facs needs --dataset ck_plus/facs (the action units are coded there)")
         labels.scheme(self.scheme_name)  # a clear error for unknown schemes, before any data is read
+        if self.targets is not None and self.targets not in labels.TARGETS:
+            raise ValueError(f"unknown targets {self.targets!r}; known: {', '.join(labels.TARGETS)}")
+        if self.target_kind == "votes" and not (self.task == "emotion" and all(s.votes for s in self.sources)):
+            raise ValueError(f"--targets votes needs a dataset with crowd votes (fer2013/ferplus) and the emotion "
+                             f"task; {self.dataset!r} has none: use --targets majority")
         if not 0 <= self.test_fold < self.folds:
             raise ValueError(f"test fold {self.test_fold} is not one of the {self.folds} folds")
 
@@ -105,6 +119,13 @@ class DataConfig:
     @property
     def sequences(self) -> bool:
         return self.sources[0].sequences
+
+    @property
+    def target_kind(self) -> str:
+        """`majority` or `votes`: what `targets` says, or the dataset's own default."""
+        if self.targets:
+            return self.targets
+        return "votes" if self.task == "emotion" and all(source.votes for source in self.sources) else "majority"
 
 
 def class_names(config: DataConfig) -> tuple[str, ...]:
@@ -170,6 +191,26 @@ def _read(source: Source, config: DataConfig, split: str, decoders=None, shuffle
         ds = builder.as_dataset(split="train", decoders=decoders, shuffle_files=shuffle_files)
         return ds.filter(_fold_filter(config, split))
     return builder.as_dataset(split=split, decoders=decoders, shuffle_files=shuffle_files)
+
+
+# Added to the majority class's share: where two classes tie for the most votes, the top of the soft target
+# is then the majority label (the dataset breaks ties in its own class order, which a scheme may reorder).
+TIE_BREAK = 1e-3
+
+
+def _vote_shares(example, source: Source, config: DataConfig, class_id: tf.Tensor) -> tf.Tensor:
+    """The share of the crowd's emotion votes each class of the scheme got (float32 [classes], summing to 1,
+    topped by `class_id`, the majority class): the soft target of a `votes` run."""
+    emotions = len(labels.scheme(source.label_set).classes)
+    to_class = np.zeros((emotions, len(class_names(config))), np.float32)
+    for emotion, emotion_class in enumerate(labels.mapping(source.label_set, config.scheme_name)):
+        if emotion_class is not None:
+            to_class[emotion, emotion_class] = 1.0
+    votes = tf.cast(example["ferplus_votes"][:emotions], tf.float32)
+    counts = tf.linalg.matvec(tf.constant(to_class), votes, transpose_a=True)
+    shares = tf.math.divide_no_nan(counts, tf.reduce_sum(counts))
+    shares += TIE_BREAK * tf.one_hot(class_id, len(to_class[0]))
+    return shares / tf.reduce_sum(shares)
 
 
 def _target(example, source: Source, config: DataConfig) -> tf.Tensor:
@@ -266,7 +307,10 @@ def _record(example, source: Source, config: DataConfig, spec: models.InputSpec)
         image = _sample_frames(image, spec.sequence_length)
         points = _sample_frames(points, spec.sequence_length)
     image, points = _resize(image, points, spec.image_size)
-    record = {"landmarks": points, "target": _target(example, source, config)}
+    class_id = _target(example, source, config)
+    record = {"landmarks": points, "class_id": class_id, "target": class_id}
+    if config.target_kind == "votes":
+        record["target"] = _vote_shares(example, source, config, class_id)
     if spec.uses_images:
         record["image"] = image
     return record
@@ -285,7 +329,7 @@ def examples(config: DataConfig, split: str, spec: models.InputSpec, *, shuffle_
     for part in parts[1:]:
         ds = ds.concatenate(part)
     if config.task == "emotion":
-        ds = ds.filter(lambda record: record["target"] >= 0)
+        ds = ds.filter(lambda record: record["class_id"] >= 0)
     return ds.cache()
 
 
@@ -323,7 +367,7 @@ def batches(config: DataConfig, split: str, spec: models.InputSpec, *, batch_siz
         inputs = model_inputs(records, spec, augmentation)
         if weights is None:
             return inputs, records["target"]
-        return inputs, records["target"], tf.gather(weights, records["target"])
+        return inputs, records["target"], tf.gather(weights, records["class_id"])
 
     ds = ds.map(to_keras, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()

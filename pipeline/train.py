@@ -152,6 +152,9 @@ def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Pa
 def _metrics(config: TrainConfig) -> list:
     if config.task == "facs":
         return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc", multi_label=True)]
+    if config.data_config.target_kind == "votes":
+        # The top of the vote shares is the majority label: accuracy stays on majority labels, as FER+ reports.
+        return [keras.metrics.CategoricalAccuracy(name="accuracy")]
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
@@ -193,6 +196,7 @@ def run(config: TrainConfig) -> dict:
         "train": dataclasses.asdict(config),
         "input_spec": dataclasses.asdict(spec),
         "class_names": list(class_names),
+        "targets": data_config.target_kind,
         "class_weights": class_weights,
         "label_counts": counts,
         "strategy": {"name": strategy_name(strategy), "replicas": replicas, "global_batch_size": global_batch},
@@ -217,7 +221,9 @@ def run(config: TrainConfig) -> dict:
         model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs")
         steps_per_epoch = max(1, sum(counts["train"]["classes"].values()) // global_batch)
         model.compile(optimizer=_optimizer(config, steps_per_epoch),
-                      loss=models.loss(config.model, multi_label=config.task == "facs"), metrics=_metrics(config))
+                      loss=models.loss(config.model, multi_label=config.task == "facs",
+                                       soft_targets=data_config.target_kind == "votes"),
+                      metrics=_metrics(config))
 
     callbacks = training_callbacks(recipe, config.patience, run_dir, write_dir, chief)
     log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import models
     from pipeline import data
 
+# emopy_tfds.labels.TARGETS, which cannot be imported here: emopy_tfds loads TensorFlow (tests check the two agree).
+TARGETS = ("majority", "votes")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
@@ -39,6 +41,10 @@ class TrainConfig:
         "where TFDS datasets live", metavar="DIR"))
     labels: str | None = dataclasses.field(default=None, metadata=_flag(
         "fer2013, ck_plus, ferplus, pos_neg_neu or pos_neu (default: the dataset's own)", metavar="SCHEME"))
+    targets: str | None = dataclasses.field(default=None, metadata=_flag(
+        "majority: one class per face; votes: FER+'s crowd votes as soft targets, the share of each class "
+        "(default: votes where the dataset has them, fer2013/ferplus; accuracy is always on majority labels)",
+        choices=TARGETS))
     task: str = dataclasses.field(default="emotion", metadata=_flag(
         "emotion, or facs: multi-label action units on ck_plus/facs", metavar="TASK"))
     strategy: str = dataclasses.field(default="auto", metadata=_flag(
@@ -72,7 +78,7 @@ class TrainConfig:
         from pipeline import data
 
         return data.DataConfig(self.dataset, data_dir=self.data_dir, labels=self.labels, task=self.task,
-                               folds=self.folds, test_fold=self.test_fold)
+                               targets=self.targets, folds=self.folds, test_fold=self.test_fold)
 
     @property
     def input_spec(self) -> "models.InputSpec":

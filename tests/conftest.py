@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from emopy_tfds import faces
+from emopy_tfds import faces, labels
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +53,8 @@ def training_data(tmp_path_factory, astronaut):
 
     - fer2013/original, 280 train, 56 validation and 56 test rows, classes balanced, whose faces carry their
       class as a stripe pattern (dummy_data_generation.learnable_crops): training must learn it;
+    - fer2013/ferplus on the same faces, with FER+ votes: 7 for the face's class (in FER+'s names) and 3 for
+      neutral (3 for happiness on neutral faces), so the majority label is the fer2013 label, renamed;
     - ck_plus in its three configs, from 12 subjects (one labelled 4-frame sequence each, emotions 1..7 in
       turn, so contempt twice, with action units): every split of 10 folds (and of 3 for --cv) has subjects.
     """
@@ -68,7 +70,15 @@ def training_data(tmp_path_factory, astronaut):
     fer2013_source = tmp_path_factory.mktemp("learnable_fer2013")
     dummy_data_generation.write_source(fer2013_source, dummy_data_generation.learnable_crops(astronaut, emotions),
                                        emotions, usages)
-    _built(data_dir, "fer2013", fer2013_source, "original")
+    to_ferplus = labels.mapping("fer2013", "ferplus")
+    votes = []
+    for emotion in emotions:
+        row = [0] * 10
+        row[to_ferplus[emotion]] = 7
+        row[1 if labels.FER2013[emotion] == "neutral" else 0] = 3
+        votes.append(row)
+    dummy_data_generation.write_ferplus(fer2013_source, votes, usages)
+    _built(data_dir, "fer2013", fer2013_source, "original", "ferplus")
 
     au_sets = (((1, 2), (2, 2), (5, 1)), ((6, 3), (12, 4)), ((4, 2), (15, 1), (17, 2)), ((9, 3), (17, 2)))
     specs = [SequenceSpec(f"S{100 + i:03d}", "001", frames=4, emotion=1 + i % 7, facs=au_sets[i % 4])

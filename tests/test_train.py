@@ -332,3 +332,51 @@ def test_a_run_whose_model_took_preprocessed_inputs_is_refused_with_a_clear_erro
     (tmp_path / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": dataclasses.asdict(spec)}))
     with pytest.raises(ValueError, match="older emopy.*retrain"):
         run_dir.RunDir.open(tmp_path).load_model()
+
+
+def test_ferplus_trains_on_the_vote_shares_and_reports_accuracy_on_majority_labels(training_data, tmp_path):
+    run_dir = tmp_path / "votes"
+    result = emopy("train", "--dataset", "fer2013/ferplus", "--labels", "fer2013_contempt", "--data-dir",
+                   str(training_data), "--model", "cnn", "--out", str(run_dir), "--epochs", "20", "--batch-size", "32",
+                   "--seed", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["targets"] == "votes" and record["train"]["targets"] is None  # votes: the dataset's default
+    assert record["class_names"] == list(labels.FER2013_CONTEMPT)
+    # Class weights follow the majority labels: the fixture's are fer2013's, so contempt has none.
+    assert record["label_counts"]["train"]["classes"] == {**{name: 40 for name in labels.FER2013}, "contempt": 0}
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+    # Cross-entropy against a 0.7/0.3 target cannot fall below that target's entropy (0.61 nats).
+    assert min(history["loss"]) > 0.5
+
+    output = tmp_path / "validation.json"
+    result = emopy("evaluate", "--run", str(run_dir), "--split", "validation", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    # Scored on majority labels, the faces' own classes (chance: 14 %).
+    assert report["examples"] == 56 and report["accuracy"] >= 0.6, report["accuracy"]
+    assert sum(values["support"] for values in report["per_class"].values()) == 56
+
+
+def test_vote_targets_are_shares_topped_by_the_majority_label(training_data):
+    spec = models.InputSpec(kind="image")
+    for scheme in ("ferplus", "fer2013_contempt", "fer2013"):
+        votes = data.DataConfig("fer2013/ferplus", data_dir=str(training_data), labels=scheme)
+        majority = dataclasses.replace(votes, targets="majority")
+        assert (votes.target_kind, majority.target_kind) == ("votes", "majority")
+        soft = np.concatenate([y for _, y, *_ in data.batches(votes, "validation", spec, batch_size=64)])
+        ids = np.concatenate([y for _, y, *_ in data.batches(majority, "validation", spec, batch_size=64)])
+        assert soft.shape == (56, len(data.class_names(votes))) and np.allclose(soft.sum(axis=1), 1.0)
+        assert (soft.argmax(axis=1) == ids).all()
+        assert np.allclose(np.sort(soft, axis=1)[:, -2:], [0.3, 0.7], atol=2e-3)
+
+
+def test_vote_targets_need_a_dataset_with_votes(training_data, tmp_path):
+    with pytest.raises(ValueError, match="--targets votes needs a dataset with crowd votes"):
+        data.DataConfig("fer2013", targets="votes")
+    result = emopy("train", "--dataset", "fer2013", "--targets", "votes", "--data-dir", str(training_data),
+                   "--model", "cnn", "--out", str(tmp_path / "run"))
+    assert result.returncode != 0 and "--targets votes needs a dataset with crowd votes" in result.stderr
+    assert not (tmp_path / "run").exists()
+    assert train.TrainConfig.__dataclass_fields__["targets"].metadata["choices"] == labels.TARGETS
