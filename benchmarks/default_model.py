@@ -1,6 +1,7 @@
-"""Benchmark of the model emopy ships: its quality on real fer2013's validation split, and its speed.
+"""Benchmark of a model emopy ships (the default unless --model names another): its quality on real fer2013's
+validation split, and its speed.
 
-Run: python benchmarks/default_model.py [--data-dir DIR] [--model EXPORT] [--fer-weights emotion_model.hdf5]
+Run: python benchmarks/default_model.py [--data-dir DIR] [--model EXPORT|NAME] [--fer-weights emotion_model.hdf5]
 
 Reads real fer2013 built from ../shared/data/fer2013 into --data-dir (`emopy build fer2013 --manual-dir
 ../shared/data/fer2013 --data-dir DIR`); says so and stops when it is not there.
@@ -94,16 +95,16 @@ def ms_per_face(classify, batch: int, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("~/tensorflow_datasets").expanduser())
-    parser.add_argument("--model", type=Path, help="an export (BASE or BASE/N); default: the model emopy ships")
+    parser.add_argument("--model", help="an export (BASE or BASE/N) or a shipped model's name (default: the default)")
     parser.add_argument("--fer-weights", type=Path, help="the fer package's emotion_model.hdf5, to compare")
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
 
     import tensorflow as tf
 
-    from serving import default_model, layout, predict, tflite
+    from serving import layout, predict, shipped, tflite
 
-    version_dir = predict.resolve_export(args.model or default_model.base_path())
+    version_dir = predict.resolve_export(shipped.resolve_model(args.model))
     class_names, face_spec, input_spec = layout.read_assets(version_dir)
     crops, landmarks, true = validation_crops(args.data_dir)
     points = landmarks if input_spec.uses_landmarks else None

@@ -1,9 +1,9 @@
 """Benchmark of `emopy predict`: end-to-end latency per photo against detection alone, video and directory rates.
 
-Run: python benchmarks/predict.py [--repeats 30] [--export BASE] [--workdir DIR]
+Run: python benchmarks/predict.py [--repeats 30] [--export BASE|NAME] [--workdir DIR]
 
-1. The model: --export BASE (an `emopy export` base path, or one of its BASE/N), else the model emopy ships
-   (serving.default_model), cropped with its own face_spec.json.
+1. The model: --export BASE (an `emopy export` base path, or one of its BASE/N) or a shipped model's name, else
+   the default shipped model (serving.shipped), cropped with its own face_spec.json.
 2. The picture: the head and shoulders of emopy's sample photo (the astronaut, no test extras needed), 1.8x, on
    a gray 640x480 frame, so the face is about 105 px (dlib's box), as a webcam's would be.
 3. Measured, in the same run:
@@ -121,7 +121,7 @@ def write_photos(folder: Path, photo: np.ndarray) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--export", help="an export (BASE or BASE/N); default: the model emopy ships")
+    parser.add_argument("--export", help="an export (BASE or BASE/N) or a shipped model's name (default: the default)")
     parser.add_argument("--workdir", help="keep the video and photos here (default: a temp dir)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -132,9 +132,9 @@ def main() -> None:
 
     from emopy_tfds import faces
     from emopy_tfds.data import sample_photo
-    from serving import default_model, predict, tflite
+    from serving import predict, shipped, tflite
 
-    base = Path(args.export) if args.export else default_model.base_path()
+    base = shipped.resolve_model(args.export)
     started = time.perf_counter()
     recognizer = predict.Recognizer.from_export(base)
     load_s = time.perf_counter() - started

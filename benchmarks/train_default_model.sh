@@ -6,7 +6,7 @@
 #   benchmarks/train_default_model.sh [RUNS_DIR] [DATA_DIR] [EXPORT_BASE]
 #   (defaults: runs-default, ~/tensorflow_datasets, runs-default/export)
 # About 1 h 30 min on the 2-core development machine (31 s an epoch). Rerun after a kill: each run resumes.
-# Then ship it: rm -r serving/default_export/1 && cp -r EXPORT_BASE/1 serving/default_export/1
+# Then ship it: rm -r serving/shipped/fer2013/1 && cp -r EXPORT_BASE/1 serving/shipped/fer2013/1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs-default}

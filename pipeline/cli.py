@@ -10,7 +10,7 @@ from typing import Sequence
 
 from emopy_tfds.detection import DETECTORS
 from pipeline import landmarks, train_config
-from serving import default_model, quiet
+from serving import quiet, shipped
 from serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
@@ -80,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                                    help="accuracy, per-class scores and confusion matrix of a run or an export")
     evaluated = evaluate.add_mutually_exclusive_group()
     evaluated.add_argument("--run", metavar="RUN_DIR", help="a training run, on its own dataset and labels")
-    evaluated.add_argument("--model", metavar="DIR",
-                           help="an export: BASE/N, or BASE for its highest version (default: emopy's default model)")
+    evaluated.add_argument("--model", metavar="NAME|DIR", help=f"a shipped model ({', '.join(shipped.SHIPPED)}) or an "
+                           f"export: BASE/N, or BASE for its highest version (default: {shipped.DEFAULT})")
     evaluate.add_argument("--dataset", metavar="NAME",
                           help="with --model or the default model (needed): fer2013, fer2013/ferplus, ck_plus, ...")
     evaluate.add_argument("--data-dir", metavar="DIR", help="with --model or the default model: where TFDS "
@@ -101,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="average each face's probabilities with its mirror image's (image-only models)")
 
     serve = commands.add_parser("serve", help="a local server speaking TF Serving's gRPC (and REST) API")
-    serve.add_argument("--model-base-path", metavar="BASE", help="default: the model emopy ships")
+    serve.add_argument("--model-base-path", "--model", metavar="BASE|NAME",
+                       help=f"an export's base path or a shipped model ({', '.join(shipped.SHIPPED)}; "
+                       f"default: {shipped.DEFAULT})")
     serve.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME")
     serve.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     serve.add_argument("--rest-port", type=int, metavar="PORT", help="also serve TF Serving's REST API here")
@@ -124,8 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="emotions of every face in photos, videos or a webcam")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="images, videos, directories or globs")
     predict.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of files (rows as they come)")
-    predict.add_argument("--model", metavar="DIR", help="a local export: BASE/N, or BASE for its highest version "
-                         "(default: the model emopy ships); with --server, only its labels and FaceSpec are read")
+    predict.add_argument("--model", metavar="NAME|DIR", help=f"a shipped model ({', '.join(shipped.SHIPPED)}) or a "
+                         f"local export: BASE/N, or BASE for its highest version (default: {shipped.DEFAULT}); "
+                         "with --server, only its labels and FaceSpec are read")
     predict.add_argument("--server", metavar="HOST:PORT", help="classify on a TF Serving (or emopy serve) gRPC port")
     predict.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME", help="the served model's name")
     predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
@@ -216,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(format="%(asctime)s %(message)s")
         logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
-        return _report_errors(lambda: local_server.serve(args.model_base_path or default_model.base_path(),
+        return _report_errors(lambda: local_server.serve(shipped.resolve_model(args.model_base_path),
                                                          model_name=args.model_name, port=args.port,
                                                          rest_port=args.rest_port, host=args.host))
     if args.command == "visualize":

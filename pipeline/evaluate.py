@@ -28,7 +28,7 @@ import models
 from emopy_tfds import labels
 from pipeline import data
 from pipeline.run_dir import RunDir
-from serving import default_model, layout
+from serving import layout, shipped
 
 matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
@@ -191,9 +191,9 @@ def _pixels_inputs(inputs: dict, spec: models.InputSpec) -> dict:
 def run_export(model: str | os.PathLike | None, dataset: str, split: str = "test",
                data_dir: str = "~/tensorflow_datasets", output: str | os.PathLike | None = None,
                batch_size: int = 256) -> dict:
-    """Evaluates an export (BASE or BASE/N; None: emopy's default model) on a split of `dataset`, relabelled in
-    the export's classes; writes and returns the report."""
-    base = Path(model).expanduser() if model is not None else default_model.base_path()
+    """Evaluates an export (BASE or BASE/N, or a shipped model's name; None: the default one) on a split of
+    `dataset`, relabelled in the export's classes; writes and returns the report."""
+    base = shipped.resolve_model(model)
     version_dir = layout.resolve_export(base)
     class_names, _, spec = layout.read_assets(version_dir)
     scheme = labels.label_set_of(class_names)

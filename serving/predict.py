@@ -21,6 +21,7 @@ from tqdm import tqdm
 from emopy_tfds import faces
 from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE, read_assets, resolve_export
 from serving.recognizer import Classifier, ModelInput, Recognizer, annotate, caption, model_input
+from serving.shipped import resolve_model
 from serving.tables import (LEADING_COLUMNS, OUTPUT_SUFFIXES, TRAILING_COLUMNS, affect, check_output_path,
                             concat_tables, empty_table, face_table, probability_columns, table_lines, to_records,
                             write_table)
@@ -96,9 +97,9 @@ def annotation_path(out: str | os.PathLike, source: str, *, several: bool, video
 
 def _recognizer(model: str | None, server: str | None, model_name: str, **options: Any) -> Recognizer:
     if server:
-        class_names, face_spec, _ = read_assets(resolve_export(model)) if model else (None, None, None)
+        class_names, face_spec, _ = read_assets(resolve_export(resolve_model(model))) if model else (None, None, None)
         return Recognizer.from_server(server, model_name, face_spec=face_spec, class_names=class_names, **options)
-    return Recognizer.from_export(model, **options) if model else Recognizer.default(**options)
+    return Recognizer.from_export(resolve_model(model), **options)
 
 
 def run(

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from emopy_tfds import faces, labels
 from pipeline import overlay
-from serving import default_model, layout, tflite
+from serving import layout, shipped, tflite
 from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
 from serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS, concat_tables, empty_table, face_table
 from serving.tracking import FaceTracker
@@ -103,7 +103,7 @@ def annotate(rgb: np.ndarray, table: pd.DataFrame) -> np.ndarray:
 class Recognizer:
     """Faces in, emotions out: detection, the model's own crop and alignment, and a classifier (local or served).
 
-    Build one with `default()` (the model emopy ships), `from_export` or `from_server`; call `close()` (or use
+    Build one with `default()` (a model emopy ships), `from_export` or `from_server`; call `close()` (or use
     `with`) when done with a server.
     upsample: doubles the image before detecting this many times (smaller faces found, ~4x slower each).
     detector: "auto", "hog" or "cnn" (faces.DETECTORS); None takes the one the face spec records ("auto" unless
@@ -139,9 +139,10 @@ class Recognizer:
         self._workers: ThreadPoolExecutor | None = None
 
     @classmethod
-    def default(cls, **options: Any) -> "Recognizer":
-        """The model emopy ships (serving.default_model), trained on real fer2013; options as for from_export."""
-        return cls.from_export(default_model.base_path(), **options)
+    def default(cls, name: str | None = None, **options: Any) -> "Recognizer":
+        """A model emopy ships, by name (serving.shipped.SHIPPED; None: the default one); options as for
+        from_export."""
+        return cls.from_export(shipped.base_path(name), **options)
 
     @classmethod
     def from_export(cls, path: str | os.PathLike, *, upsample: int = 0, detector: str | None = None,

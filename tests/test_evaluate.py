@@ -218,15 +218,16 @@ def test_run_and_model_together_are_a_usage_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--dataset", "fer2013"], ["default model", "{missing}"]),  # neither --run nor --model: the default model
+    # neither --run nor --model: the default model
+    (["--dataset", "fer2013"], ["shipped model 'fer2013' is missing", "{missing}"]),
     ([], ["evaluating an export (--model, or the default model) needs --dataset NAME"]),
     (["--run", "{missing}", "--dataset", "fer2013"], ["--dataset and --data-dir go with --model"]),
 ])
 def test_usage_mistakes_are_one_line_errors(args, fragments, tmp_path, monkeypatch, capsys):
-    from serving import default_model
+    from serving import shipped
 
-    missing = tmp_path / "no_default_export"
-    monkeypatch.setattr(default_model, "BASE", missing)
+    missing = tmp_path / "no_shipped_models"
+    monkeypatch.setattr(shipped, "ROOT", missing)
     assert cli.main(["evaluate", *[arg.format(missing=missing) for arg in args]]) == 2
     error = capsys.readouterr().err
     assert error.startswith("emopy: error: ") and error.count("\n") == 1
