@@ -110,8 +110,28 @@ def test_ferplus_majority_and_left_out_rows(tmp_path):
     votes = [0, 2, 0, 0, 0, 0, 0, 6, 1, 1]
     assert labels.FERPLUS[fer2013_csv.ferplus_label(votes)] == "contempt"
     path = generate.write_ferplus(tmp_path, [votes, [0] * 8 + [9, 1]], ["Training", "Training"])
-    per_row, left_out = fer2013_csv.read_ferplus_votes(path)
-    assert per_row == [tuple(votes), None] and left_out["majority unknown"] == 1
+    ferplus = fer2013_csv.read_ferplus_votes(path)
+    assert ferplus.votes == [tuple(votes), None] and ferplus.left_out["majority unknown"] == 1
+    assert ferplus.usages == ["Training", "Training"]
+
+
+def test_a_ferplus_file_that_does_not_align_with_fer2013s_is_refused(tmp_path, face_images):
+    with pytest.raises(FileNotFoundError, match="the ferplus config needs Microsoft's fer2013new.csv"):
+        fer2013_csv.read_ferplus_votes(tmp_path / fer2013_csv.FERPLUS_NAME)
+    source = generate.write_source(tmp_path, face_images, EMOTIONS, USAGES)
+    votes = [[10] + [0] * 9] * ROWS
+    fewer = fer2013_csv.read_ferplus_votes(generate.write_ferplus(tmp_path, votes[:-1], USAGES[:-1]))
+    with pytest.raises(fer2013_csv.BadRowError, match=f"^fer2013new.csv has {ROWS - 1} data rows but fer2013.csv "
+                                                      f"has {ROWS}: the two files must list the same faces"):
+        fer2013_csv.scan_rows(source, ferplus=fewer)
+    # Rows 13 and 14 are PublicTest in fer2013.csv, Training here: the first is named, skip_bad_rows or not.
+    swapped = fer2013_csv.read_ferplus_votes(generate.write_ferplus(tmp_path, votes, ["Training"] * 15 + USAGES[15:]))
+    for skip_bad_rows in (False, True):
+        with pytest.raises(fer2013_csv.BadRowError, match=r"^fer2013.csv, row 13 \(line 15\): Usage 'PublicTest', "
+                                                          r"but fer2013new.csv has 'Training' at this row"):
+            fer2013_csv.scan_rows(source, ferplus=swapped, skip_bad_rows=skip_bad_rows)
+    aligned = fer2013_csv.read_ferplus_votes(generate.write_ferplus(tmp_path, votes, USAGES))
+    assert fer2013_csv.scan_rows(source, ferplus=aligned).num_rows == ROWS
 
 
 # --- Real builds --------------------------------------------------------------------------------------
@@ -157,6 +177,15 @@ def test_ferplus_without_its_file_is_a_clear_error(tmp_path, face_images):
     result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--config", "ferplus")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "the ferplus config needs Microsoft's fer2013new.csv" in result.stderr
+
+
+def test_ferplus_rows_out_of_line_stop_emopy_build_naming_the_row(tmp_path, face_images):
+    manual = tmp_path / "manual"
+    generate.write_source(manual, face_images, EMOTIONS, USAGES, form="plain")
+    generate.write_ferplus(manual, [[10] + [0] * 9] * ROWS, ["Training"] * 15 + USAGES[15:])
+    result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--config", "ferplus")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "fer2013.csv, row 13 (line 15): Usage 'PublicTest', but fer2013new.csv has 'Training'" in result.stderr
 
 
 def test_ferplus_config_builds_with_votes(tmp_path, face_images):

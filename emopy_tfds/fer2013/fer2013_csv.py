@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from etils import epath
@@ -44,6 +44,15 @@ ROW_DTYPE = np.dtype(
     [("index", np.int64), ("label", np.int8), ("pixels_offset", np.int64), ("pixels_length", np.int32),
      ("ferplus_votes", np.int32, (10,))]
 )
+
+
+class FerplusRows(NamedTuple):
+    """fer2013new.csv, row by row: each data row's votes (None for rows FER+ leaves out) and Usage, and how many
+    rows FER+ leaves out, by reason."""
+
+    votes: list[tuple[int, ...] | None]
+    usages: list[str]
+    left_out: dict[str, int]
 
 
 @dataclasses.dataclass
@@ -108,14 +117,15 @@ def scan_rows(
     path: epath.PathLike,
     *,
     skip_bad_rows: bool = False,
-    ferplus_votes: Sequence[tuple[int, ...] | None] | None = None,
+    ferplus: FerplusRows | None = None,
 ) -> Scan:
     """Validates every row of a fer2013 CSV and notes where each row's pixels lie.
 
     A bad row (wrong number of columns or pixels, pixels that are not numbers in 0..255, a label outside
     0..6, an unknown Usage) raises BadRowError naming it, or with `skip_bad_rows` is left out and listed in
-    `Scan.bad_rows`. With `ferplus_votes` (one entry per data row, None for rows FER+ leaves out, as
-    `read_ferplus_votes` gives and counts them), each row gets its votes and rows without are left out.
+    `Scan.bad_rows`. With `ferplus` (`read_ferplus_votes`), each row gets its votes and rows without are left
+    out; the two files must align row by row, so different row counts, or a different Usage at a row, raise
+    BadRowError naming both files (and the row), skip_bad_rows or not.
     """
     path = epath.Path(path)
     name = path.name
@@ -126,6 +136,7 @@ def scan_rows(
     columns = _header_columns(lines[0], name)
     offset = len(lines[0]) + 1
     index = 0
+    misaligned = None  # the first row whose Usage fer2013new.csv contradicts
     for line_number, line in enumerate(lines[1:], start=2):
         line_offset, offset = offset, offset + len(line) + 1
         if not line.strip():
@@ -139,18 +150,33 @@ def scan_rows(
             bad_rows.append(str(error))
         else:
             rows[split].append(row)
+            if ferplus is not None and misaligned is None and index < len(ferplus.usages):
+                misaligned = _usage_mismatch(where, split, ferplus.usages[index])
         index += 1
     for message in bad_rows:
         log.warning("skipped bad row: %s", message)
-    if ferplus_votes is not None:
-        if len(ferplus_votes) != index:
-            raise BadRowError(f"{FERPLUS_NAME} has {len(ferplus_votes)} data rows but {name} has {index}")
+    if ferplus is not None:
+        if len(ferplus.votes) != index:
+            raise BadRowError(f"{FERPLUS_NAME} has {len(ferplus.votes)} data rows but {name} has {index}: the two "
+                              f"files must list the same faces in the same order")
+        if misaligned:
+            raise BadRowError(misaligned)
+        votes = ferplus.votes
         rows = {
-            split: [row[:4] + (ferplus_votes[row[0]],) for row in split_rows if ferplus_votes[row[0]] is not None]
+            split: [row[:4] + (votes[row[0]],) for row in split_rows if votes[row[0]] is not None]
             for split, split_rows in rows.items()
         }
     return Scan(rows={split: np.array(split_rows, dtype=ROW_DTYPE) for split, split_rows in rows.items()},
                 bad_rows=bad_rows)
+
+
+def _usage_mismatch(where: str, split: str, ferplus_usage: str) -> str | None:
+    """The error for a fer2013 row whose FER+ row (the same data row of fer2013new.csv) has another Usage."""
+    if USAGE_TO_SPLIT.get(ferplus_usage) == split:
+        return None
+    usage = next(usage for usage, usage_split in USAGE_TO_SPLIT.items() if usage_split == split)
+    return (f"{where}: Usage {usage!r}, but {FERPLUS_NAME} has {ferplus_usage!r} at this row: the two files must "
+            f"list the same faces in the same order")
 
 
 def _fields(line: bytes) -> list[bytes]:
@@ -177,8 +203,8 @@ def _parse_row(
     return USAGE_TO_SPLIT[usage], (index, int(emotion), line_offset + start, len(pixels), (0,) * 10)
 
 
-def read_ferplus_votes(path: epath.PathLike) -> tuple[list[tuple[int, ...] | None], dict[str, int]]:
-    """FER+ votes per fer2013 row from fer2013new.csv, and how many rows FER+ leaves out, by reason.
+def read_ferplus_votes(path: epath.PathLike) -> FerplusRows:
+    """FER+ votes and Usage per fer2013 row from fer2013new.csv, and how many rows FER+ leaves out, by reason.
 
     A row is left out (None) when its image name is empty or when unknown or NF has the most votes.
     Otherwise it keeps its 10 vote counts; its label is `ferplus_label(votes)`.
@@ -195,6 +221,7 @@ def read_ferplus_votes(path: epath.PathLike) -> tuple[list[tuple[int, ...] | Non
     if header != expected:
         raise BadRowError(f"{path.name}, header: expected {', '.join(expected)}, got {', '.join(header)}")
     votes_per_row: list[tuple[int, ...] | None] = []
+    usages: list[str] = []
     left_out = {"no image name": 0, "majority unknown": 0, "majority NF": 0}
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -206,13 +233,14 @@ def read_ferplus_votes(path: epath.PathLike) -> tuple[list[tuple[int, ...] | Non
         if not all(field.isdigit() for field in fields[2:]):
             raise BadRowError(f"{where}: vote counts must be whole numbers, got {b','.join(fields[2:]).decode()}")
         votes = tuple(int(field) for field in fields[2:])
+        usages.append(fields[0].decode("ascii", "replace"))
         reason = ferplus_left_out_reason(fields[1].decode("utf-8", "replace"), votes)
         if reason:
             left_out[reason] += 1
             votes_per_row.append(None)
         else:
             votes_per_row.append(votes)
-    return votes_per_row, left_out
+    return FerplusRows(votes_per_row, usages, left_out)
 
 
 def ferplus_left_out_reason(image_name: str, votes: Sequence[int]) -> str | None:

@@ -72,17 +72,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         csv_path = source
         if source.name == fer2013_csv.TARBALL_NAME:
             csv_path = fer2013_csv.csv_in_extracted_tarball(dl_manager.extract(source))
-        votes, ferplus_left_out = None, {}
+        ferplus = None
         if self.builder_config.name == "ferplus":
-            votes, ferplus_left_out = fer2013_csv.read_ferplus_votes(dl_manager.manual_dir / fer2013_csv.FERPLUS_NAME)
-            log.info("FER+ leaves out %d rows: %s", sum(ferplus_left_out.values()), ferplus_left_out)
-        scan = fer2013_csv.scan_rows(csv_path, skip_bad_rows=self._skip_bad_rows, ferplus_votes=votes)
+            ferplus = fer2013_csv.read_ferplus_votes(dl_manager.manual_dir / fer2013_csv.FERPLUS_NAME)
+            log.info("FER+ leaves out %d rows: %s", sum(ferplus.left_out.values()), ferplus.left_out)
+        scan = fer2013_csv.scan_rows(csv_path, skip_bad_rows=self._skip_bad_rows, ferplus=ferplus)
         self.info.metadata.update(
             face_spec=faces.FER2013_FRAMING.to_json(),
             source_file=source.name,
             bad_rows_skipped=len(scan.bad_rows),
             bad_rows=scan.bad_rows[:100],
-            ferplus_rows_left_out=ferplus_left_out,
+            ferplus_rows_left_out=ferplus.left_out if ferplus else {},
         )
         for split in [split for split, rows in scan.rows.items() if not len(rows)]:
             log.warning("%s has no rows for the %r split, so the dataset has none", source.name, split)
