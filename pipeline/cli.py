@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--cv", type=int, metavar="K", help="CK+: subject-independent K-fold cross-validation")
 
     evaluate = commands.add_parser("evaluate",
-                                   help="accuracy, per-class scores and confusion matrix of a run or an export")
+                                   help="accuracy, per-class scores and confusion matrix of a run, an export, or "
+                                        "the photo pipeline on labelled photos")
     evaluated = evaluate.add_mutually_exclusive_group()
     evaluated.add_argument("--run", metavar="RUN_DIR", help="a training run, on its own dataset and labels")
     evaluated.add_argument("--model", metavar="NAME|DIR", help=f"a shipped model ({', '.join(shipped.SHIPPED)}) or an "
@@ -87,8 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", metavar="DIR", help="with --model or the default model: where TFDS "
                           "datasets live (default: ~/tensorflow_datasets)")
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    evaluate.add_argument("--output", metavar="FILE.json", help="default: RUN_DIR/evaluation-SPLIT.json, or "
-                          "./evaluation-DATASET-SPLIT.json for an export")
+    evaluate.add_argument("--photos", metavar="DIR", help="score the whole photo pipeline (face detection + the "
+                          "model) of --model or the default model on labelled photos in DIR (needs --labels); a "
+                          "photo whose face is not found counts as wrong")
+    evaluate.add_argument("--labels", metavar="FILE.csv", help="with --photos: `file,emotion` lines, file relative "
+                          "to DIR, emotion a name of any emopy label set (e.g. fer2013's angry, ..., neutral)")
+    evaluate.add_argument("--detector", choices=DETECTORS,
+                          help=f"with --photos; default: the one the model's face spec records ({DETECTOR_HELP})")
+    evaluate.add_argument("--output", metavar="FILE.json", help="default: RUN_DIR/evaluation-SPLIT.json, "
+                          "./evaluation-DATASET-SPLIT.json for an export, ./evaluation-photos-LABELS.json for photos")
 
     export = commands.add_parser("export", help="a run as a versioned SavedModel for TF Serving")
     export.add_argument("--run", required=True, nargs="+", metavar="RUN_DIR",
@@ -191,7 +199,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import evaluate  # TensorFlow
 
         def evaluate_and_print():
-            if args.run:
+            if args.photos or args.labels:
+                if not (args.photos and args.labels):
+                    raise ValueError("--photos DIR and --labels FILE.csv go together")
+                if args.run or args.dataset or args.data_dir:
+                    raise ValueError("--photos scores an export (--model, or the default model) on photos: "
+                                     "not with --run, --dataset or --data-dir")
+                report = evaluate.run_photos(args.photos, args.labels, args.model, detector=args.detector,
+                                             output=args.output, progress=sys.stderr.isatty())
+            elif args.detector:
+                raise ValueError("--detector goes with --photos: datasets hold faces already found")
+            elif args.run:
                 if args.dataset or args.data_dir:
                     raise ValueError("--dataset and --data-dir go with --model or the default model: "
                                      "a run is evaluated on its own dataset")

@@ -232,3 +232,235 @@ def test_usage_mistakes_are_one_line_errors(args, fragments, tmp_path, monkeypat
     error = capsys.readouterr().err
     assert error.startswith("emopy: error: ") and error.count("\n") == 1
     assert all(fragment.format(missing=missing) in error for fragment in fragments), error
+
+
+# --- Across label sets: a 7-class model on FER+'s labels, an 8-class one on fer2013's -----------------------------
+
+# FER+ votes for tiny_fer2013's 21 rows: row i's majority is FER+ class i % 8, so contempt (7) is the majority of
+# rows 7 and 15; row 15 is a validation row (PublicTest: rows 13..16).
+TINY_USAGES = ["Training"] * 13 + ["PublicTest"] * 4 + ["PrivateTest"] * 4
+
+
+@pytest.fixture(scope="module")
+def tiny_fer2013(tmp_path_factory, astronaut) -> Path:
+    """fer2013/original and fer2013/ferplus built from the same 21 faces (13 train, 4 validation, 4 test)."""
+    from builds import emopy_build
+    from emopy_tfds.fer2013 import dummy_data_generation as generate
+
+    rows = len(TINY_USAGES)
+    manual, data_dir = tmp_path_factory.mktemp("tiny_fer2013"), tmp_path_factory.mktemp("tiny_fer2013_data")
+    generate.write_source(manual, generate.face_crops(astronaut, rows, seed=1), [i % 7 for i in range(rows)],
+                          TINY_USAGES, form="plain")
+    votes = [[7 if emotion == i % 8 else 3 if emotion == (i + 1) % 8 else 0 for emotion in range(10)]
+             for i in range(rows)]
+    generate.write_ferplus(manual, votes, TINY_USAGES)
+    for config in ("original", "ferplus"):
+        result = emopy_build("fer2013", "--manual-dir", str(manual), "--data-dir", str(data_dir), "--config", config,
+                             "--workers", "2")
+        assert result.returncode == 0, result.stderr[-3000:]
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def contempt_export_base(tmp_path_factory) -> Path:
+    """An untrained multi_input export in the fer2013_contempt scheme: fer2013's 7 classes, then contempt."""
+    import models
+
+    return _export(tmp_path_factory.mktemp("contempt"), "multi_input", models.InputSpec(kind="image_landmarks"),
+                   labels.FER2013_CONTEMPT)
+
+
+def test_a_7_class_model_on_ferplus_leaves_contempt_faces_out(export_base, tiny_fer2013, tmp_path):
+    report = evaluate.run_export(export_base, "fer2013/ferplus", "validation", data_dir=str(tiny_fer2013),
+                                 output=tmp_path / "r.json")
+    # Validation rows 13..16 have FER+ majorities 5, 6, 7 (contempt), 0: contempt has no class in fer2013's labels.
+    assert (report["examples"], report["left_out"]) == (3, 1)
+    assert report["answers_outside_label_set"] == {}
+    # FER+'s classes 5, 6 and 0 are disgust, fear and neutral.
+    assert {name: scores["support"] for name, scores in report["per_class"].items() if scores["support"]} == {
+        "disgust": 1, "fear": 1, "neutral": 1}
+    assert "left out: 1 examples whose label has no class in the model" in evaluate.summary(report)
+
+
+def test_an_8_class_model_on_fer2013_counts_its_contempt_answers_as_wrong(contempt_export_base, tiny_fer2013,
+                                                                          tmp_path):
+    report = evaluate.run_export(contempt_export_base, "fer2013", "validation", data_dir=str(tiny_fer2013),
+                                 output=tmp_path / "r.json")
+    rows = _rows(report["predictions_csv"])
+    assert report["class_names"] == list(labels.FER2013_CONTEMPT) and report["per_class"]["contempt"]["support"] == 0
+    assert (report["examples"], report["left_out"]) == (4, 0)
+    contempt = sum(row["predicted"] == "contempt" for row in rows)
+    assert report["answers_outside_label_set"] == {"contempt": contempt}
+    assert np.array(report["confusion_matrix"])[:, 7].sum() == contempt
+    assert report["accuracy"] == pytest.approx(np.mean([row["true"] == row["predicted"] for row in rows]))
+
+    # On FER+'s labels contempt is a class the labels have: nothing is left out or outside.
+    ferplus = evaluate.run_export(contempt_export_base, "fer2013/ferplus", "validation", data_dir=str(tiny_fer2013),
+                                  output=tmp_path / "ferplus.json")
+    assert (ferplus["examples"], ferplus["left_out"], ferplus["answers_outside_label_set"]) == (4, 0, {})
+    assert ferplus["per_class"]["contempt"]["support"] == 1
+
+
+def test_a_run_trained_on_votes_is_scored_on_majority_labels(tiny_fer2013, tmp_path):
+    import models
+    from pipeline import run_dir
+
+    run = tmp_path / "votes_run"
+    run.mkdir()
+    spec = models.InputSpec(kind="image")
+    models.build("cnn", spec, 8).save(str(run / run_dir.MODEL_FILE))
+    settings = {"dataset": "fer2013/ferplus", "model": "cnn", "out": str(run), "data_dir": str(tiny_fer2013),
+                "labels": "fer2013_contempt", "targets": "votes"}
+    (run / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "train": settings,
+                                                       "class_names": list(labels.FER2013_CONTEMPT)}))
+    report = evaluate.run(run, "validation")
+    rows = _rows(report["predictions_csv"])
+    # Rows 13..16's majorities, one class each (not vote shares), in fer2013_contempt's classes.
+    assert {int(row["index"]): row["true"] for row in rows} == {13: "disgust", 14: "fear", 15: "contempt",
+                                                                16: "neutral"}
+    assert report["examples"] == 4 and report["left_out"] == 0
+
+
+# --- Photos: `emopy evaluate --photos DIR --labels FILE.csv` ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, astronaut) -> Path:
+    """Real photos of one face (scikit-image's astronaut, and the package's JPEG of it) and one of no face."""
+    import shutil
+
+    import cv2
+
+    import emopy_tfds.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    shutil.copy(Path(emopy_tfds.data.__file__).parent / "astronaut.jpg", folder / "astronaut.jpg")
+    cv2.imwrite(str(folder / "grey.png"), np.full((96, 128, 3), 128, np.uint8))  # small: the CNN detector looks too
+    return folder
+
+
+def _labels_csv(folder: Path, text: str) -> Path:
+    path = folder / "labels.csv"
+    path.write_text(text)
+    return path
+
+
+def test_photos_are_scored_with_a_face_not_found_counted_wrong(photos, tmp_path, capsys):
+    labels_csv = _labels_csv(tmp_path, "file,emotion\nastronaut.png,happy\nastronaut.jpg,sad\n\ngrey.png,neutral\n")
+    output = tmp_path / "out" / "report.json"
+    assert cli.main(["evaluate", "--photos", str(photos), "--labels", str(labels_csv), "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert "accuracy 0.3333; faces found 2, not found 1; accuracy on found faces 0.5000" in capsys.readouterr().out
+    classes = report["class_names"]
+    assert (report["photos_dir"], report["labels_csv"], report["label_set"]) == (str(photos), str(labels_csv),
+                                                                                 "fer2013")
+    assert (report["photos"], report["examples"], report["faces_found"]) == (3, 3, 2)
+    assert report["not_found"] == {"count": 1, "files": ["grey.png"]}
+    # The astronaut smiles: right as happy, wrong as sad; the grey photo is wrong for want of a face.
+    assert report["accuracy"] == pytest.approx(1 / 3) and report["accuracy_on_found_faces"] == pytest.approx(1 / 2)
+    recalls = {name: (scores["recall"], scores["support"]) for name, scores in report["per_class"].items()}
+    assert (recalls["happy"], recalls["sad"], recalls["neutral"]) == ((1.0, 1), (0.0, 1), (0.0, 1))
+    assert set(report["per_class"]) == set(classes) and report["per_class"]["happy"]["precision"] == 0.5
+    # Rows: true classes; columns: the classes, then not_found.
+    assert report["confusion_columns"] == [*classes, "not_found"]
+    confusion = np.array(report["confusion_matrix"])
+    assert confusion.shape == (len(classes), len(classes) + 1) and confusion.sum() == 3
+    happy, sad, neutral = (classes.index(name) for name in ("happy", "sad", "neutral"))
+    assert confusion[happy, happy] == confusion[sad, happy] == confusion[neutral, -1] == 1
+    assert report["answers_outside_label_set"] == {name: 0 for name in classes if name not in labels.FER2013}
+    assert report["confusion_matrix_png"] == str(output.parent / "confusion-photos-labels.png")
+    assert Path(report["confusion_matrix_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert report["predictions_csv"] == str(output.parent / "predictions-photos-labels.csv")
+    with open(report["predictions_csv"], newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["file", "true", "predicted", "found", *classes]
+    assert [row[:4] for row in rows[1:]] == [["astronaut.png", "happy", "happy", "1"],
+                                             ["astronaut.jpg", "sad", "happy", "1"],
+                                             ["grey.png", "neutral", "not_found", "0"]]
+    for row in rows[1:3]:
+        probabilities = np.array(row[4:], np.float64)
+        assert probabilities.sum() == pytest.approx(1, abs=1e-4) and classes[probabilities.argmax()] == "happy"
+    assert rows[3][4:] == [""] * len(classes)
+
+
+def test_an_answer_the_labels_cannot_name_counts_as_wrong(photos, tmp_path):
+    from serving.recognizer import Recognizer
+
+    fer2013_model = Recognizer.default("fer2013")
+
+    def contempt_first(pixels: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        # The fer2013 model's answers at 40 %, and contempt at 60 %: every face found is called contempt.
+        seven = fer2013_model.classify_crops(list(pixels), landmarks)
+        return np.concatenate([0.4 * seven, np.full((len(seven), 1), 0.6)], axis=1)
+
+    eight = Recognizer(contempt_first, labels.FER2013_CONTEMPT, fer2013_model.face_spec, fer2013_model.inputs)
+    labels_csv = _labels_csv(tmp_path, "file,emotion\nastronaut.png,happy\ngrey.png,neutral\n")
+    report = evaluate.evaluate_photos(eight, photos, labels_csv, {"model": "eight"}, tmp_path / "r.json")
+    assert report["class_names"] == list(labels.FER2013_CONTEMPT) and report["label_set"] == "fer2013"
+    assert report["answers_outside_label_set"] == {"contempt": 1}
+    assert (report["accuracy"], report["accuracy_on_found_faces"], report["faces_found"]) == (0.0, 0.0, 1)
+    assert np.array(report["confusion_matrix"]).shape == (8, 9) and report["per_class"]["contempt"]["support"] == 0
+    assert "answers contempt (a class the labels do not have, so wrong): 1" in evaluate.summary(report)
+
+    # Labels that can name contempt (here, by naming it) make a contempt answer an ordinary one.
+    labels_csv = _labels_csv(tmp_path, "file,emotion\nastronaut.png,contempt\nastronaut.jpg,angry\n")
+    report = evaluate.evaluate_photos(eight, photos, labels_csv, {"model": "eight"}, tmp_path / "r.json")
+    assert (report["label_set"], report["answers_outside_label_set"], report["accuracy"]) == (
+        "fer2013_contempt", {}, 0.5)
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ("path,label\nastronaut.png,happy\n", 1, "the header must be 'file,emotion', not 'path,label'"),
+    ("file,emotion\nastronaut.png,happy\nmissing.png,sad\n", 3, "no photo 'missing.png' in "),
+    ("file,emotion\nastronaut.png,bored\n", 2, "unknown emotion 'bored'; known: "),
+    # A blank line still counts: lines are the file's.
+    ("file,emotion\nastronaut.png,happy\n\ngrey.png,contempt\n", 4,
+     "the model has no class for 'contempt' (its classes: angry, disgust, fear, happy, sad, surprise, neutral)"),
+    ("file,emotion\nastronaut.png\n", 2, "expected file,emotion, two non-empty fields"),
+])
+def test_a_bad_labels_csv_is_a_one_line_error_naming_the_line(text, line, fragment, photos, tmp_path, monkeypatch,
+                                                              capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("no photo is classified before every line is checked")
+
+    monkeypatch.setattr(evaluate, "classify_photos", never)
+    labels_csv = _labels_csv(tmp_path, text)
+    assert cli.main(["evaluate", "--model", "fer2013", "--photos", str(photos), "--labels", str(labels_csv),
+                     "--output", str(tmp_path / "r.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"emopy: error: {labels_csv}, line {line}: ") and error.count("\n") == 1, error
+    assert fragment in error
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--photos", "{photos}"], "--photos DIR and --labels FILE.csv go together"),
+    (["--photos", "{photos}", "--labels", "l.csv", "--dataset", "fer2013"], "not with --run, --dataset or --data-dir"),
+    (["--dataset", "fer2013", "--detector", "hog"], "--detector goes with --photos"),
+    (["--photos", "{photos}/nowhere", "--labels", "l.csv"], "nowhere: no such folder of photos"),
+])
+def test_photo_usage_mistakes_are_one_line_errors(args, fragment, photos, capsys):
+    assert cli.main(["evaluate", *[arg.format(photos=photos) for arg in args]]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("emopy: error: ") and error.count("\n") == 1 and fragment in error, error
+
+
+@pytest.mark.parametrize("emotions, scheme", [
+    (labels.FER2013, "fer2013"),  # not fer2013_contempt, which also spells them
+    (("angry", "contempt"), "fer2013_contempt"),
+    (("happiness", "anger"), "ferplus"),
+    (("sadness", "happy"), "ck_plus"),
+    (("happy", "happiness"), "fer2013"),  # spelled by no one set: the smallest that has both emotions
+])
+def test_the_labels_scheme_is_the_smallest_set_that_names_them(emotions, scheme):
+    assert evaluate.labels_scheme(emotions) == scheme
+
+
+def test_classes_no_label_can_name():
+    assert evaluate.classes_unnamed(["fer2013"], "fer2013_contempt") == ("contempt",)
+    assert evaluate.classes_unnamed(["fer2013"], "ferplus") == ("contempt",)
+    assert evaluate.classes_unnamed(["ferplus"], "fer2013") == ()
+    assert evaluate.classes_unnamed(["fer2013", "ck_plus"], "ferplus") == ()  # CK+ has contempt
+    assert evaluate.answer_counts([7, 0, 7, -1], labels.FER2013_CONTEMPT, ["contempt"]) == {"contempt": 2}
