@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     serve.add_argument("--rest-port", type=int, metavar="PORT", help="also serve TF Serving's REST API here")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve gRPC and REST (https) over TLS only, with this "
+                       "certificate (chain); needs --tls-key")
+    serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", metavar="PEM",
+                       help="with --tls-cert: let in only clients showing a certificate this CA signed (mutual TLS)")
 
     visualize = commands.add_parser("visualize",
                                     help="PNGs of a run: activation maps, Grad-CAM, training curves, confusion matrix")
@@ -139,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
                          "with --server, only its labels and FaceSpec are read")
     predict.add_argument("--server", metavar="HOST:PORT", help="classify on a TF Serving (or emopy serve) gRPC port")
     predict.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME", help="the served model's name")
+    predict.add_argument("--tls", action="store_true", help="with --server: talk TLS, trusting the system's CAs "
+                         "unless --ca-cert (which, like --client-cert, implies --tls)")
+    predict.add_argument("--ca-cert", metavar="PEM", help="with --server: TLS, trusting the CA(s) in PEM")
+    predict.add_argument("--client-cert", metavar="PEM",
+                         help="with --server: TLS, showing this client certificate (mutual TLS; needs --client-key)")
+    predict.add_argument("--client-key", metavar="PEM", help="the private key of --client-cert")
     predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
     predict.add_argument("--annotate", metavar="OUT", help="draw faces and emotions: OUT.png for a photo, OUT.mp4 for "
                          "a video; with several inputs OUT-<name>.png/.mp4")
@@ -237,9 +248,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(format="%(asctime)s %(message)s")
         logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
-        return _report_errors(lambda: local_server.serve(shipped.resolve_model(args.model_base_path),
-                                                         model_name=args.model_name, port=args.port,
-                                                         rest_port=args.rest_port, host=args.host))
+        from serving.tls import ServerTls  # grpc
+
+        def serve_until_stopped():
+            tls = None
+            if args.tls_cert or args.tls_key or args.tls_client_ca:
+                if not (args.tls_cert and args.tls_key):
+                    raise ValueError("serving over TLS needs --tls-cert PEM and --tls-key PEM")
+                tls = ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca)
+            local_server.serve(shipped.resolve_model(args.model_base_path), model_name=args.model_name,
+                               port=args.port, rest_port=args.rest_port, host=args.host, tls=tls)
+
+        return _report_errors(serve_until_stopped)
     if args.command == "visualize":
         from pipeline import visualize  # TensorFlow
 
@@ -248,8 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             split=args.split)))
     if args.command == "predict":
         from serving import predict  # TensorFlow
+        from serving.tls import ClientTls  # grpc
 
-        return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name,
+        tls = (ClientTls(args.ca_cert, args.client_cert, args.client_key)
+               if args.tls or args.ca_cert or args.client_cert or args.client_key else None)
+        return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name, tls=tls,
                            webcam=args.webcam, output=args.output, annotate_to=args.annotate, every=args.every,
                            smoothing=args.smoothing, show=args.show, upsample=args.upsample,
                            detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped)

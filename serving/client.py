@@ -1,7 +1,8 @@
 """Client for an emopy model behind TF Serving (or serving/local_server.py): face crops in, emotions out.
 
 Written in the style of TF Serving's own client examples: gRPC through `PredictionServiceStub` with
-`tf.make_tensor_proto` by default, or the REST API (`rest=True`, standard library only). Every call has a
+`tf.make_tensor_proto` by default, or the REST API (`rest=True`, standard library only), either over TLS with
+`tls=ClientTls(...)`. Every call has a
 deadline; calls that fail with UNAVAILABLE (server starting, restarting, or briefly overloaded) are retried
 with exponential backoff; any other failure raises `ServingRequestError` at once.
 
@@ -36,6 +37,7 @@ from tensorflow_serving.apis import (
 
 from emopy_tfds import faces
 from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
+from serving.tls import ClientTls, explain_mismatch
 
 Crop = Union[bytes, bytearray, memoryview, np.ndarray]
 Result = TypeVar("Result")
@@ -146,6 +148,12 @@ def _to_json(value: np.ndarray) -> Any:
     return value.tolist()
 
 
+def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    return grpc.secure_channel(target, tls.channel_credentials(), options=_CHANNEL_OPTIONS)
+
+
 def _signature_summary(signature_map: get_model_metadata_pb2.SignatureDefMap) -> dict[str, dict]:
     def tensors(infos) -> dict[str, dict]:
         return {name: {"dtype": tf.as_dtype(info.dtype).name,
@@ -167,11 +175,14 @@ class EmotionClient:
     retries: further attempts after a call fails with UNAVAILABLE, waiting backoff_seconds, then twice as
       long, and so on. Other failures are not retried.
     version: ask for this model version instead of the latest one the server has.
+    tls: talk TLS (https over REST), verifying the server with `tls.ca_cert` (default: the system's roots) and
+      showing `tls.client_cert` to a server that asks; its files are read here, and errors name them. A server
+      whose certificate is not trusted, or one without TLS, fails every call with UNAVAILABLE.
     """
 
     def __init__(self, target: str, model_name: str = DEFAULT_MODEL_NAME, *, timeout: float = 10.0, retries: int = 3,
                  rest: bool = False, signature_name: str = DEFAULT_SIGNATURE_NAME, backoff_seconds: float = 0.2,
-                 version: int | None = None):
+                 version: int | None = None, tls: ClientTls | None = None):
         if timeout <= 0 or retries < 0 or backoff_seconds < 0:
             raise ValueError("timeout must be positive, retries and backoff_seconds not negative")
         self.target = target
@@ -182,7 +193,9 @@ class EmotionClient:
         self.signature_name = signature_name
         self.backoff_seconds = backoff_seconds
         self.version = version
-        self._channel = None if rest else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.tls = tls
+        self._ssl_context = tls.ssl_context() if rest and tls is not None else None
+        self._channel = None if rest else _channel(target, tls)
         self._prediction = None if rest else prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = None if rest else model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -328,8 +341,8 @@ class EmotionClient:
             try:
                 return stub_method(request, timeout=self.timeout)
             except grpc.RpcError as error:
-                raise ServingRequestError(error.code(), error.details() or "", method=method,
-                                          target=self.target) from error
+                raise ServingRequestError(error.code(), explain_mismatch(error.details() or "", self.tls),
+                                          method=method, target=self.target) from error
 
         return self._with_retries(call)
 
@@ -341,10 +354,11 @@ class EmotionClient:
         data = None if body is None else json.dumps(body).encode("utf-8")
 
         def call() -> dict:
-            request = urllib.request.Request(f"http://{self.target}{path}", data=data, method=http_method,
+            scheme = "http" if self.tls is None else "https"
+            request = urllib.request.Request(f"{scheme}://{self.target}{path}", data=data, method=http_method,
                                              headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl_context) as response:
                     return json.loads(response.read())
             except urllib.error.HTTPError as error:
                 try:
@@ -357,13 +371,13 @@ class EmotionClient:
             except (socket.timeout, TimeoutError) as error:
                 raise ServingRequestError(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {self.timeout} s",
                                           method=method, target=self.target) from error
-            except (urllib.error.URLError, ConnectionError) as error:
-                reason = getattr(error, "reason", error)
+            except OSError as error:  # URLError, a connection reset, or TLS failing as the answer is read
+                reason = error.reason if isinstance(error, urllib.error.URLError) else error
                 if isinstance(reason, (socket.timeout, TimeoutError)):
                     raise ServingRequestError(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {self.timeout} s",
                                               method=method, target=self.target) from error
-                raise ServingRequestError(grpc.StatusCode.UNAVAILABLE, str(reason), method=method,
-                                          target=self.target) from error
+                raise ServingRequestError(grpc.StatusCode.UNAVAILABLE, explain_mismatch(str(reason), self.tls),
+                                          method=method, target=self.target) from error
 
         return self._with_retries(call)
 

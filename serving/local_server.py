@@ -16,6 +16,7 @@ semantics where a client can observe them:
   RESOURCE_EXHAUSTED for messages or batches over the limits.
 - Optional REST API on another port: /v1/models/NAME[/versions/N] (status), .../metadata,
   ...:predict (row "instances" or columnar "inputs", binary values as {"b64": ...}) and ...:classify.
+- Optional TLS (`ServerTls`): gRPC and REST (https) with a certificate and key, and client certificates if asked.
 
 It is not a production server: no batching scheduler, one model, no model config file, no monitoring.
 
@@ -40,6 +41,7 @@ from serving.layout import DEFAULT_MODEL_NAME
 from serving.server.loader import ModelVersions
 from serving.server.rest import RestServer
 from serving.server.servicers import ModelService, PredictionService, RequestHandler
+from serving.tls import ServerTls
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +73,15 @@ class ModelServer:
 
     Port 0 picks a free port; `start()` returns the bound ports. `start()` loads the highest version
     already on disk before it returns, so the first request finds it; an empty base path is served as soon
-    as a version appears, a missing one is a FileNotFoundError. A port in use is an OSError.
+    as a version appears, a missing one is a FileNotFoundError. A port in use is an OSError. With `tls`, both
+    ports speak TLS only; its files are read by `start()`, which names one that is missing or not PEM.
     """
 
     def __init__(self, model_base_path: str | Path, model_name: str = DEFAULT_MODEL_NAME, *,
                  host: str = "127.0.0.1", port: int = 8500, rest_port: int | None = None,
                  poll_seconds: float = DEFAULT_POLL_SECONDS, max_workers: int = DEFAULT_MAX_WORKERS,
                  max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
-                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, tls: ServerTls | None = None):
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {poll_seconds}")
         self.model_base_path = Path(model_base_path)
@@ -89,6 +92,7 @@ class ModelServer:
         self.poll_seconds = poll_seconds
         self.max_workers = max_workers
         self.max_receive_message_bytes = max_receive_message_bytes
+        self.tls = tls
         self.versions = ModelVersions(model_name, self.model_base_path, max_batch_size=max_batch_size)
         self.handler = RequestHandler(self.versions, max_batch_size=max_batch_size)
         self.ports: ServerPorts | None = None
@@ -108,6 +112,10 @@ class ModelServer:
         # TF Serving would wait for a missing base path to appear; here it is far more likely a typo.
         if not self.model_base_path.is_dir():
             raise FileNotFoundError(f"model base path {self.model_base_path} is not a directory")
+        # Before anything listens: a wrong PEM is the user's error, not a half-started server. The ssl context is
+        # made even without REST, as it is what checks that the key belongs to the certificate.
+        credentials = None if self.tls is None else self.tls.server_credentials()
+        ssl_context = None if self.tls is None else self.tls.ssl_context()
         self.versions.poll()
         options = [("grpc.max_receive_message_length", self.max_receive_message_bytes),
                    ("grpc.max_send_message_length", -1),
@@ -117,12 +125,14 @@ class ModelServer:
                                                         thread_name_prefix="emopy-grpc"), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(self.handler), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.handler), server)
+        address = _host_port(self.host, self.port)
         try:
-            grpc_port = server.add_insecure_port(_host_port(self.host, self.port))
+            grpc_port = (server.add_insecure_port(address) if credentials is None
+                         else server.add_secure_port(address, credentials))
         except RuntimeError as error:
-            raise OSError(f"cannot listen for gRPC on {_host_port(self.host, self.port)}: {error}") from error
+            raise OSError(f"cannot listen for gRPC on {address}: {error}") from error
         if grpc_port == 0:
-            raise OSError(f"cannot listen for gRPC on {_host_port(self.host, self.port)}")
+            raise OSError(f"cannot listen for gRPC on {address}")
         server.start()
         self._grpc_server = server
         self._stopping.clear()
@@ -130,7 +140,7 @@ class ModelServer:
         if self.rest_port is not None:
             try:
                 self._rest_server = RestServer((self.host, self.rest_port), self.handler,
-                                                self.max_receive_message_bytes)
+                                                self.max_receive_message_bytes, ssl_context=ssl_context)
             except OSError:
                 self.stop()
                 raise
@@ -186,22 +196,23 @@ class ModelServer:
 def serve(model_base_path: str | Path, model_name: str = DEFAULT_MODEL_NAME, port: int = 8500,
           rest_port: int | None = None, host: str = "127.0.0.1", *, poll_seconds: float = DEFAULT_POLL_SECONDS,
           max_workers: int = DEFAULT_MAX_WORKERS, max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
-          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
+          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, tls: ServerTls | None = None) -> None:
     """Serves until SIGINT or SIGTERM (`emopy serve`); prints one line saying where it listens.
 
     Must run on the main thread (signal handlers).
     """
     server = ModelServer(model_base_path, model_name, host=host, port=port, rest_port=rest_port,
                          poll_seconds=poll_seconds, max_workers=max_workers,
-                         max_receive_message_bytes=max_receive_message_bytes, max_batch_size=max_batch_size)
+                         max_receive_message_bytes=max_receive_message_bytes, max_batch_size=max_batch_size, tls=tls)
     stop_requested = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         ports = server.start()
         version = server.served_version
-        where = f"gRPC on {_host_port(host, ports.grpc)}"
+        where = f"gRPC{'' if tls is None else ' with TLS'} on {_host_port(host, ports.grpc)}"
         if ports.rest is not None:
-            where += f", REST on http://{_host_port(host, ports.rest)}/v1/models/{model_name}"
+            scheme = "http" if tls is None else "https"
+            where += f", REST on {scheme}://{_host_port(host, ports.rest)}/v1/models/{model_name}"
         state = f"version {version}" if version is not None else "no version yet (waiting for one)"
         print(f"Serving model '{model_name}' from {Path(model_base_path).resolve()} ({state}): {where}", flush=True)
         while not stop_requested.wait(0.5):

@@ -25,6 +25,7 @@ from serving.shipped import resolve_model
 from serving.tables import (LEADING_COLUMNS, OUTPUT_SUFFIXES, TRAILING_COLUMNS, affect, check_output_path,
                             concat_tables, empty_table, face_table, probability_columns, table_lines, to_records,
                             write_table)
+from serving.tls import ClientTls
 from serving.tracking import FaceTracker, smooth
 from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QUIT_KEYS, VIDEO_SUFFIXES, Capture,
                            VideoError, has_gui, is_video)
@@ -95,10 +96,12 @@ def annotation_path(out: str | os.PathLike, source: str, *, several: bool, video
     return out_path if out_path.suffix.lower() == suffix else out_path.with_suffix(suffix)
 
 
-def _recognizer(model: str | None, server: str | None, model_name: str, **options: Any) -> Recognizer:
+def _recognizer(model: str | None, server: str | None, model_name: str, tls: ClientTls | None,
+                **options: Any) -> Recognizer:
     if server:
         class_names, face_spec, _ = read_assets(resolve_export(resolve_model(model))) if model else (None, None, None)
-        return Recognizer.from_server(server, model_name, face_spec=face_spec, class_names=class_names, **options)
+        return Recognizer.from_server(server, model_name, face_spec=face_spec, class_names=class_names, tls=tls,
+                                      **options)
     return Recognizer.from_export(resolve_model(model), **options)
 
 
@@ -108,6 +111,7 @@ def run(
     model: str | None = None,
     server: str | None = None,
     model_name: str = DEFAULT_MODEL_NAME,
+    tls: ClientTls | None = None,
     webcam: int | None = None,
     output: str | None = None,
     annotate_to: str | None = None,
@@ -144,13 +148,15 @@ def run(
         return fail(f"--smoothing must be in [0, 1), got {smoothing}")
     if show and webcam is None:
         return fail("--show is for --webcam")
+    if tls is not None and not server:
+        return fail("--tls, --ca-cert, --client-cert and --client-key are for --server")
     if show and not has_gui():
         return fail("this OpenCV has no GUI (opencv-python-headless) and cannot show a live window: "
                     "leave out --show to stream rows, or install opencv-python")
     try:
         if output:
             check_output_path(output)
-        recognizer = _recognizer(model, server, model_name, upsample=upsample, detector=detector,
+        recognizer = _recognizer(model, server, model_name, tls, upsample=upsample, detector=detector,
                                  landmark_model=landmark_model, cropped=cropped)
     except (ValueError, OSError, grpc.RpcError) as error:
         return fail(" ".join(str(error).split()))

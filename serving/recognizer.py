@@ -35,6 +35,7 @@ from pipeline import overlay
 from serving import layout, shipped, tflite
 from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
 from serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS, concat_tables, empty_table, face_table
+from serving.tls import ClientTls
 from serving.tracking import FaceTracker
 from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, FULL_SCAN_SECONDS, LIVE_WINDOW, QUIT_KEYS, Capture, VideoError,
                            _classified_ahead, _frame_rate, _read_frames, _VideoSink, has_gui, is_video)
@@ -180,8 +181,9 @@ class Recognizer:
     def from_server(cls, target: str, model_name: str = DEFAULT_MODEL_NAME, *, face_spec: faces.FaceSpec | None = None,
                     class_names: Sequence[str] | None = None, timeout: float = 10.0, upsample: int = 0,
                     detector: str | None = None, landmark_model: str | os.PathLike | None = None,
-                    cropped: bool = False) -> "Recognizer":
-        """From TF Serving (or `emopy serve`) at "host:port" (gRPC), classifying through the `pixels` signature.
+                    cropped: bool = False, tls: ClientTls | None = None) -> "Recognizer":
+        """From TF Serving (or `emopy serve`) at "host:port" (gRPC, over TLS with `tls`), classifying through the
+        `pixels` signature.
 
         A server does not hand out an export's assets, so what they hold comes from elsewhere:
         - the crop size, channels and landmark input: from GetModelMetadata (the `pixels` signature's shapes);
@@ -195,7 +197,7 @@ class Recognizer:
         """
         from serving.client import EmotionClient  # the client: grpc and tensorflow, needed only for a server
 
-        client = EmotionClient(target, model_name, timeout=timeout)
+        client = EmotionClient(target, model_name, timeout=timeout, tls=tls)
         try:
             signatures = client.metadata()
             if PIXELS_SIGNATURE not in signatures:

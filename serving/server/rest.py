@@ -2,6 +2,8 @@
 
 Status, metadata, :predict (row "instances" or columnar "inputs", binary values as {"b64": ...}) and
 :classify; errors answer with TF Serving's HTTP status for their gRPC code and {"error": message}.
+At most MAX_CONNECTIONS connections are handled at once, each dropped when its client is silent for
+CONNECTION_TIMEOUT_SECONDS; https with an ssl context.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import http.server
 import json
 import logging
 import re
+import socket
+import ssl
+import threading
 from typing import Any, Callable
 
 import grpc
@@ -25,6 +30,12 @@ from serving.server.servicers import RequestHandler
 from serving.server.signatures import SIGNATURE_DEF_FIELD, classify_on, find_signature, run_signature
 
 logger = logging.getLogger(__name__)
+
+# TF Serving's --rest_api_timeout_in_ms is 30 s too. Here it bounds each wait on a client (its request, a
+# handshake, a read of its answer), so a client that stalls costs its thread 30 s, not the thread for good.
+CONNECTION_TIMEOUT_SECONDS = 30.0
+# Handler threads, one per open connection; further clients wait in the listen backlog until one ends.
+MAX_CONNECTIONS = 32
 
 # TF Serving's REST front end maps status codes to HTTP like this (util/net_http status mapping).
 _HTTP_STATUS_BY_GRPC_CODE = {
@@ -46,12 +57,22 @@ _REST_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\
                         r"(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?/?$")
 
 
-def _decode_b64(value: Any) -> Any:
+def _decode_b64(name: str, value: Any) -> Any:
     # TF Serving's JSON: binary values are {"b64": "..."}; other strings are UTF-8 text.
     if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
+        encoded = value["b64"]
+        if not isinstance(encoded, str):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"'{name}': a {{\"b64\": ...}} value must be a string, got {type(encoded).__name__}")
+        try:
+            # Strict, so stray characters are an error here rather than bytes silently dropped; line breaks are
+            # allowed, as some encoders write them.
+            return base64.b64decode("".join(encoded.split()), validate=True)
+        except ValueError as error:  # binascii.Error, or characters that are not ASCII
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"'{name}': a {{\"b64\": ...}} value is not valid base64 ({error})") from error
     if isinstance(value, list):
-        return [_decode_b64(item) for item in value]
+        return [_decode_b64(name, item) for item in value]
     if isinstance(value, str):
         return value.encode("utf-8")
     return value
@@ -100,9 +121,9 @@ def _rest_predict_inputs(body: dict, signature: Signature) -> tuple[dict[str, np
             keys = set(instances[0])
             if any(set(item) != keys for item in instances):
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "every instance must name the same inputs")
-            columns = {key: [_decode_b64(item[key]) for item in instances] for key in keys}
+            columns = {key: [_decode_b64(key, item[key]) for item in instances] for key in keys}
         elif only_input is not None:
-            columns = {only_input: [_decode_b64(item) for item in instances]}
+            columns = {only_input: [_decode_b64(only_input, item) for item in instances]}
         else:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"signature '{signature.name}' has several inputs; instances must be objects naming them")
@@ -110,9 +131,9 @@ def _rest_predict_inputs(body: dict, signature: Signature) -> tuple[dict[str, np
     else:
         inputs = body["inputs"]
         if isinstance(inputs, dict) and set(inputs) != {"b64"}:
-            columns = {key: _decode_b64(value) for key, value in inputs.items()}
+            columns = {key: _decode_b64(key, value) for key, value in inputs.items()}
         elif only_input is not None:
-            columns = {only_input: _decode_b64(inputs)}
+            columns = {only_input: _decode_b64(only_input, inputs)}
         else:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"signature '{signature.name}' has several inputs; 'inputs' must be an object naming them")
@@ -129,7 +150,7 @@ def _example_from_json(example: dict) -> example_pb2.Example:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "each example must be a JSON object of features")
     proto = example_pb2.Example()
     for key, value in example.items():
-        values = _decode_b64(value if isinstance(value, list) else [value])
+        values = _decode_b64(key, value if isinstance(value, list) else [value])
         feature = proto.features.feature[key]
         if all(isinstance(item, bytes) for item in values):
             feature.bytes_list.value.extend(values)
@@ -143,14 +164,54 @@ def _example_from_json(example: dict) -> example_pb2.Example:
 
 
 class RestServer(http.server.ThreadingHTTPServer):
-    """The REST endpoint: a thread per connection, answering through the same RequestHandler as gRPC."""
+    """The REST endpoint: a thread per connection, up to `max_connections` at once, each closed when its client
+    is silent for `connection_timeout` seconds; answers through the same RequestHandler as gRPC. With
+    `ssl_context`, https only.
+    """
 
     daemon_threads = True
+    block_on_close = False  # stop() must not wait for clients' idle connections to time out
+    request_queue_size = 64  # the listen backlog: clients waiting for a handler thread
 
-    def __init__(self, address: tuple[str, int], handler: RequestHandler, max_body_bytes: int):
+    def __init__(self, address: tuple[str, int], handler: RequestHandler, max_body_bytes: int, *,
+                 connection_timeout: float = CONNECTION_TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS,
+                 ssl_context: ssl.SSLContext | None = None):
         super().__init__(address, _RestRequestHandler)
         self.request_handler = handler
         self.max_body_bytes = max_body_bytes
+        self.connection_timeout = connection_timeout
+        self.ssl_context = ssl_context
+        self._handler_threads = threading.BoundedSemaphore(max_connections)
+        self._closing = threading.Event()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.ssl_context is not None:
+            # The handshake is the handler thread's (under the connection's timeout), not the accept loop's.
+            connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        # With every handler thread busy, the accept loop waits here, and new clients wait in the listen backlog.
+        while not self._handler_threads.acquire(timeout=0.1):
+            if self._closing.is_set():
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._handler_threads.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._handler_threads.release()
+
+    def shutdown(self) -> None:
+        self._closing.set()
+        super().shutdown()
 
 
 class _RestRequestHandler(http.server.BaseHTTPRequestHandler):
@@ -159,6 +220,20 @@ class _RestRequestHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("REST %s", format % args)
+
+    def setup(self) -> None:
+        self.timeout = self.server.connection_timeout  # StreamRequestHandler sets it on the socket
+        super().setup()
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except OSError as error:  # ssl.SSLError (a plain-HTTP client, a certificate refused) or a silent client
+                logger.debug("REST TLS handshake with %s failed: %s", self.client_address, error)
+                self.close_connection = True
+                return
+        super().handle()
 
     def do_GET(self) -> None:
         self._respond(self._get)
@@ -175,6 +250,8 @@ class _RestRequestHandler(http.server.BaseHTTPRequestHandler):
             if route is None:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {self.command} {self.path}")
             body = handle(route, request_body)
+        except TimeoutError:  # a body too slow to come: dropped, as BaseHTTPRequestHandler drops slow headers
+            raise
         except ServingError as error:
             status, body = _HTTP_STATUS_BY_GRPC_CODE.get(error.code, 500), {"error": error.message}
         except Exception as error:  # a bug must cost one request, not the server
