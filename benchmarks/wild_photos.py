@@ -60,6 +60,9 @@ def emopy_report(model: str, photos: Path, labels_csv: Path, out: Path, detector
 
 def fer_report(fer_python: str, photos: Path, labels_csv: Path, out: Path) -> dict:
     """The `fer` package's answers (from FER_SCRIPT in its own interpreter) scored as emopy's photo reports are."""
+    from pipeline.cli import start_tensorflow
+
+    start_tensorflow()  # TensorFlow's start-up lines, which pipeline.evaluate's import would print, stay hidden
     from emopy_tfds import labels
     from pipeline import evaluate
 
