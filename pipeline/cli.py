@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     landmarks.add_argument("images", nargs="+", metavar="IMAGE")
     landmarks.add_argument("--json", action="store_true", help="print {image, faces: [{box, landmarks}]} as JSON")
     landmarks.add_argument("--annotate", metavar="OUT.png",
-                           help="draw boxes and points; with several photos, OUT-<photo>.png for each")
+                           help="draw boxes and points; with several photos, OUT-<photo>.png for each (OUT-<folder>-"
+                                "<photo>.png where names repeat)")
+    landmarks.add_argument("--overwrite", action="store_true", help="replace --annotate files already there")
     landmarks.add_argument("--upsample", type=int, default=0, metavar="N",
                            help="upsample N times before detecting (finds smaller faces, ~4x slower each)")
     landmarks.add_argument("--detector", choices=DETECTORS, default="auto", help=DETECTOR_HELP)
@@ -152,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--client-key", metavar="PEM", help="the private key of --client-cert")
     predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
     predict.add_argument("--annotate", metavar="OUT", help="draw faces and emotions: OUT.png for a photo, OUT.mp4 for "
-                         "a video; with several inputs OUT-<name>.png/.mp4")
+                         "a video; with several inputs OUT-<name>.png/.mp4 (OUT-<folder>-<name> where names repeat)")
+    predict.add_argument("--overwrite", action="store_true", help="replace --annotate files already there")
     predict.add_argument("--every", type=int, default=1, metavar="K", help="videos: classify every K-th frame")
     predict.add_argument("--smoothing", type=float, default=0.0, metavar="A",
                          help="videos: average each face's probabilities over frames (0: none, towards 1: more)")
@@ -193,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # landmarks` and `emopy --help` never load (and which start_tensorflow has just quieted for the others).
     if args.command == "landmarks":
         return landmarks.run(args.images, as_json=args.json, annotate=args.annotate, upsample=args.upsample,
-                             detector=args.detector, landmark_model=args.landmark_model)
+                             detector=args.detector, landmark_model=args.landmark_model, overwrite=args.overwrite)
     if args.command == "build":
         from pipeline import build  # TensorFlow
 
@@ -237,9 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving import export  # TensorFlow
 
         def export_and_print():
+            notes: list[str] = []  # what became of BASE's models.config and batching parameters
             path = export.export(args.run, args.model_base_path, args.version, args.model_name,
-                                 test_time_flip=args.test_time_flip)
+                                 test_time_flip=args.test_time_flip, report=notes.append)
             print(f"exported {' + '.join(args.run)} to {path}")
+            for note in notes:
+                print(f"  {note}")
             print(f"  serve: emopy serve --model-base-path {args.model_base_path} --model-name {args.model_name}")
 
         return _report_errors(export_and_print)
@@ -275,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return predict.run(args.inputs, model=args.model, server=args.server, model_name=args.model_name, tls=tls,
                            webcam=args.webcam, output=args.output, annotate_to=args.annotate, every=args.every,
                            smoothing=args.smoothing, show=args.show, upsample=args.upsample,
-                           detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped)
+                           detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped,
+                           overwrite=args.overwrite)
     if args.command == "quickstart":
         from pipeline import quickstart  # TensorFlow
 

@@ -23,14 +23,6 @@ def faces_record(image_path: str, found: Sequence[face_core.Face]) -> dict:
     }
 
 
-def annotation_path(out: str, image_path: str, several: bool) -> Path:
-    """Where the annotated copy of a photo goes: OUT itself, or OUT-<photo name> when there are several."""
-    out_path = Path(out)
-    if not several:
-        return out_path
-    return out_path.with_name(f"{out_path.stem}-{Path(image_path).stem}{out_path.suffix or '.png'}")
-
-
 def run(
     images: Sequence[str],
     *,
@@ -39,17 +31,30 @@ def run(
     upsample: int = 0,
     detector: str = "auto",
     landmark_model: str | os.PathLike | None = None,
+    overwrite: bool = False,
     stdout=sys.stdout,
     stderr=sys.stderr,
 ) -> int:
-    """Runs the command; returns the exit status. Unreadable photos are reported and skipped, never fatal."""
+    """Runs the command; returns the exit status. Unreadable photos are reported and skipped, never fatal.
+
+    annotate: draw each photo's faces on a copy: OUT, or OUT-<name> for several (overlay.annotation_paths);
+    copies that would replace files are refused (status 2, nothing done) unless `overwrite`.
+    """
+    targets = [None] * len(images)
+    if annotate and images:
+        targets = overlay.annotation_paths(annotate, images, [Path(annotate).suffix or ".png"] * len(images))
+        if not overwrite:
+            try:
+                overlay.refuse_existing(targets)
+            except FileExistsError as error:
+                print(f"emopy: error: {error}", file=stderr)
+                return 2
     records, failures = [], 0
-    for image_path in images:
+    for image_path, target in zip(images, targets):
         try:
             rgb = face_core.load_image(image_path)
             found = face_core.find_faces(rgb, upsample=upsample, detector=detector, landmark_model=landmark_model)
-            if annotate:
-                target = annotation_path(annotate, image_path, several=len(images) > 1)
+            if target:
                 overlay.save_rgb(str(target), overlay.draw_faces(rgb, found))
         except face_core.LandmarkModelNotFoundError as error:
             print(f"emopy: error: {error}", file=stderr)

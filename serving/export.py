@@ -1,7 +1,8 @@
 """`emopy export`: a trained run as a versioned SavedModel that TensorFlow Serving loads as it is.
 
 It writes the layout serving/layout.py describes, plus BASE/batching_parameters.txt for tensorflow_model_server's
---enable_batching --batching_parameters_file.
+--enable_batching --batching_parameters_file. Both BASE files may hold other models and the user's edits: this
+model's entry is merged into models.config, and batching parameters already there are kept.
 
 Signatures (DESIGN.md, "Serving contract"):
   serving_default  image_bytes: string [batch] encoded face crops of any size (+ landmarks: float [batch, 68, 2],
@@ -26,20 +27,22 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 import models
 from emopy_tfds import faces
 from emopy_tfds.data import sample_photo
 from models import test_time
 from pipeline.run_dir import LABELS_FILE, RunDir
-from serving import layout, tflite
+from serving import layout, provenance, tflite
 from serving.layout import DEFAULT_MODEL_NAME
 
 BATCHING_FILE = "batching_parameters.txt"
@@ -224,17 +227,51 @@ def warmup_records(spec: models.InputSpec, face: faces.AlignedFace, model_name: 
     return records
 
 
-def model_config(model_base_path: Path, model_name: str) -> str:
-    """A ModelServerConfig text proto serving BASE under `model_name`."""
-    return (
-        "model_config_list {\n"
-        "  config {\n"
-        f'    name: "{model_name}"\n'
-        f'    base_path: "{model_base_path.resolve()}"\n'
-        '    model_platform: "tensorflow"\n'
-        "  }\n"
-        "}\n"
-    )
+def model_config(existing: str | None, model_base_path: Path,
+                 model_name: str) -> model_server_config_pb2.ModelServerConfig:
+    """The ModelServerConfig that serves BASE under `model_name`: `existing` (a models.config's text, or None) with
+    that name's entry added, or pointed at BASE with its other settings (version policy, labels) kept, and every
+    other model's entry as it was. Raises ValueError for a text that is not a ModelServerConfig with a model list."""
+    config = model_server_config_pb2.ModelServerConfig()
+    if existing is not None:
+        try:
+            text_format.Parse(existing, config)
+        except text_format.ParseError as error:
+            raise ValueError(f"not a TF Serving ModelServerConfig: {error}") from None
+        if config.WhichOneof("config") == "custom_model_config":
+            raise ValueError("it holds a custom_model_config, which has no model list to add this model to")
+    entries = config.model_config_list.config
+    entry = next((each for each in entries if each.name == model_name), None) or entries.add(name=model_name)
+    entry.base_path = str(model_base_path.resolve())
+    entry.model_platform = "tensorflow"
+    return config
+
+
+def read_model_config(base: Path, model_name: str) -> model_server_config_pb2.ModelServerConfig:
+    """BASE/models.config merged with this model's entry (model_config); an error naming the file if it is not a
+    ModelServerConfig, which `export` raises before it writes anything."""
+    path = base / layout.MODEL_CONFIG_FILE
+    try:
+        return model_config(path.read_text() if path.exists() else None, base, model_name)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}. Fix it, or move it away for a new one naming only this model; "
+                         f"nothing was exported") from None
+
+
+def write_server_files(base: Path, config: model_server_config_pb2.ModelServerConfig, model_name: str) -> list[str]:
+    """Writes BASE/models.config, and BASE/batching_parameters.txt unless one is there (it may hold the user's
+    own tuning); returns a line for each file saying what it holds now."""
+    config_path, batching_path = base / layout.MODEL_CONFIG_FILE, base / BATCHING_FILE
+    config_path.write_text(text_format.MessageToString(config))
+    others = len(config.model_config_list.config) - 1
+    notes = [f"{config_path}: serves {base} as {model_name!r}"
+             + (f", and {others} other model{'s' if others > 1 else ''} as before" if others else "")]
+    if batching_path.exists():
+        notes.append(f"{batching_path}: kept as it was (delete it for emopy's defaults)")
+    else:
+        batching_path.write_text(BATCHING_PARAMETERS)
+        notes.append(f"{batching_path}: batches of up to 32 faces, 2 ms timeout")
+    return notes
 
 
 def _write_tflite(version_dir: Path) -> None:
@@ -264,13 +301,17 @@ def _runs(run_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> list[RunD
 
 
 def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_path: str | os.PathLike,
-           version: int | None = None, model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False) -> Path:
+           version: int | None = None, model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False,
+           report: Callable[[str], object] = logging.info) -> Path:
     """Writes BASE/<version>/ (default: the next free version) from a finished run; returns its path.
 
     run_dir: one run, or several runs (of the same classes, inputs and face framing) to serve as an ensemble:
     the mean of their models' probabilities (models.test_time.ensemble_averaged).
     test_time_flip: serve the mean of the model's probabilities over each face and its mirror image
-    (models.test_time.flip_averaged; image-only models). assets/export.json records it, and the runs exported.
+    (models.test_time.flip_averaged; image-only models). assets/export.json records it, and where the runs
+    came from (serving/provenance.py).
+    report: called with a line for each of BASE's TF Serving files, saying what became of it (`emopy export`
+    prints them).
 
     The version folder appears complete or not at all (written beside it, then renamed), since a server
     polling BASE may load it the moment it appears.
@@ -278,6 +319,7 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
     runs = _runs(run_dir)
     run = runs[0]
     base = Path(model_base_path).expanduser()
+    server_config = read_model_config(base, model_name)
     model = run.load_model() if len(runs) == 1 else test_time.ensemble_averaged([each.load_model() for each in runs])
     if test_time_flip:
         model = test_time.flip_averaged(model)
@@ -297,10 +339,8 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
         shutil.copy(run.path / LABELS_FILE, assets / layout.LABELS_ASSET)
         (assets / layout.FACE_SPEC_ASSET).write_text(face_spec.to_json() + "\n")
         (assets / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
-        provenance = {"run": str(run.path), "model": run.settings["model"], "test_time_flip": test_time_flip}
-        if len(runs) > 1:
-            provenance["ensemble"] = [{"run": str(each.path), "model": each.settings["model"]} for each in runs]
-        (assets / layout.EXPORT_ASSET).write_text(json.dumps(provenance) + "\n")
+        (assets / layout.EXPORT_ASSET).write_text(
+            json.dumps(provenance.export_record(runs, test_time_flip), indent=2) + "\n")
         module = ServingModule(model, spec, run.class_names, face_spec, assets)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
                       layout.PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function(),
@@ -320,6 +360,6 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(staging.with_name(staging.name + "-assets"), ignore_errors=True)
-    (base / layout.MODEL_CONFIG_FILE).write_text(model_config(base, model_name))
-    (base / BATCHING_FILE).write_text(BATCHING_PARAMETERS)
+    for note in write_server_files(base, server_config, model_name):
+        report(note)
     return target

@@ -9,7 +9,6 @@ re-exported here, so `from serving.predict import Recognizer` and `predict.write
 from __future__ import annotations
 
 import glob
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -19,6 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from emopy_tfds import faces
+from pipeline.overlay import annotation_paths, refuse_existing
 from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE, read_assets, resolve_export
 from serving.recognizer import Classifier, ModelInput, Recognizer, annotate, caption, model_input
 from serving.shipped import resolve_model
@@ -32,7 +32,7 @@ from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QUIT_KEY
 
 __all__ = [
     # this module: the command and its inputs
-    "IMAGE_SUFFIXES", "annotation_path", "expand_inputs", "run",
+    "IMAGE_SUFFIXES", "expand_inputs", "run",
     # serving.layout
     "DEFAULT_MODEL_NAME", "PIXELS_SIGNATURE", "read_assets", "resolve_export",
     # serving.recognizer
@@ -88,14 +88,6 @@ def _one_line(error: BaseException, name: str) -> str:
 # --- `emopy predict` ----------------------------------------------------------------------------------
 
 
-def annotation_path(out: str | os.PathLike, source: str, *, several: bool, video: bool) -> Path:
-    """Where a source's annotated copy goes: OUT (as .png, or .mp4 for videos), or OUT-<stem> for several."""
-    out_path, suffix = Path(out), ".mp4" if video else ".png"
-    if several:
-        return out_path.with_name(f"{out_path.stem}-{Path(source).stem}{suffix}")
-    return out_path if out_path.suffix.lower() == suffix else out_path.with_suffix(suffix)
-
-
 def _recognizer(model: str | None, server: str | None, model_name: str, tls: ClientTls | None,
                 **options: Any) -> Recognizer:
     if server:
@@ -122,6 +114,7 @@ def run(
     detector: str | None = None,
     landmark_model: str | None = None,
     cropped: bool = False,
+    overwrite: bool = False,
     progress: bool | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -129,6 +122,8 @@ def run(
     """Runs `emopy predict`; returns the exit status: 0, 1 if some input could not be read (each one named in
     one line on stderr, the others still processed), 2 if nothing could be done (bad model, output or options).
 
+    annotate_to: draw the faces on a copy of each input: OUT, or OUT-<name> for several
+    (pipeline.overlay.annotation_paths); copies that would replace files are refused unless `overwrite`.
     progress: tqdm bars on stderr for videos and directories; None shows them when stderr is a terminal.
     """
     import grpc  # grpc: heavy, needed only to tell a server's errors apart
@@ -153,7 +148,14 @@ def run(
     if show and not has_gui():
         return fail("this OpenCV has no GUI (opencv-python-headless) and cannot show a live window: "
                     "leave out --show to stream rows, or install opencv-python")
+    files, errors, from_directory = expand_inputs(inputs) if webcam is None else ([], [], False)
+    sources, videos = ([f"webcam:{webcam}"], [True]) if webcam is not None else (files, [is_video(f) for f in files])
+    targets = [None] * len(sources)
     try:
+        if annotate_to and sources:
+            targets = annotation_paths(annotate_to, sources, [".mp4" if video else ".png" for video in videos])
+            if not overwrite:  # before the model loads: nothing is done if anything would be replaced
+                refuse_existing(targets)
         if output:
             check_output_path(output)
         recognizer = _recognizer(model, server, model_name, tls, upsample=upsample, detector=detector,
@@ -171,10 +173,9 @@ def run(
                     capture.release()
                     return fail(f"cannot open webcam {webcam}")
                 name = f"webcam:{webcam}"
-                annotated = annotation_path(annotate_to, name, several=False, video=True) if annotate_to else None
                 try:
                     for table in recognizer.stream(capture, every=every, smoothing=smoothing, name=name,
-                                                   annotate_to=annotated, show=show):
+                                                   annotate_to=targets[0], show=show):
                         tables.append(table)
                         if not output:
                             for line in table_lines(table):
@@ -182,15 +183,13 @@ def run(
                 except KeyboardInterrupt:  # how a headless stream ends; what came so far is kept
                     pass
             else:
-                files, errors, from_directory = expand_inputs(inputs)
                 for message in errors:
                     print(f"emopy: error: {message}", file=stderr)
                 failures += len(errors)
                 width = max((len(f) for f in files), default=0)
-                for path in tqdm(files, unit="file", file=stderr, disable=not (progress and from_directory)):
+                for path, annotated in tqdm(zip(files, targets), total=len(files), unit="file", file=stderr,
+                                            disable=not (progress and from_directory)):
                     video = is_video(path)
-                    annotated = (annotation_path(annotate_to, path, several=len(files) > 1, video=video)
-                                 if annotate_to else None)
                     try:
                         if video:
                             table = recognizer.predict_video(path, every=every, smoothing=smoothing,

@@ -67,6 +67,37 @@ def test_unreadable_files_are_reported_in_one_line_after_the_others(photo_files,
     assert (tmp_path / "out-astronaut.png").is_file() and (tmp_path / "out-blank.png").is_file()
 
 
+def test_annotations_of_same_named_photos_never_overwrite_each_other(photo_files, tmp_path):
+    import shutil
+
+    photos = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        photos.append(str(shutil.copy(photo_files["astronaut.png"], tmp_path / folder / "x.png")))
+    out = tmp_path / "annotated" / "out.png"
+    out.parent.mkdir()
+    result = emopy("landmarks", *photos, "--annotate", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in out.parent.iterdir()) == ["out-a-x.png", "out-b-x.png"]
+    # Again: refused before any photo is read, naming the files; --overwrite replaces them.
+    refused = emopy("landmarks", *photos, "--annotate", str(out))
+    assert refused.returncode == 2 and not refused.stdout
+    assert str(out.parent / "out-a-x.png") in refused.stderr and "--overwrite" in refused.stderr
+    assert emopy("landmarks", *photos, "--annotate", str(out), "--overwrite").returncode == 0
+
+
+def test_annotation_names_tell_same_named_sources_apart(tmp_path):
+    from pipeline.overlay import annotation_paths
+
+    out = tmp_path / "out.png"
+    sources = ["/p/a/x.jpg", "/q/a/x.jpg", "/q/b/y.jpg", "/q/b/y.jpg", "/q/b/Y.png", "/q/v.mp4"]
+    names = [path.name for path in annotation_paths(out, sources, [".png"] * 5 + [".mp4"])]
+    # Folders as far up as tell them apart; the same photo twice (or a name that differs in case), a counter.
+    assert names == ["out-p-a-x.png", "out-q-a-x.png", "out-y.png", "out-y-2.png", "out-Y-3.png", "out-v.mp4"]
+    assert annotation_paths(out, ["/p/a/x.jpg"], [".png"]) == [out]  # one source: OUT itself
+    assert annotation_paths(tmp_path / "clip", ["/p/v.mp4"], [".mp4"]) == [tmp_path / "clip.mp4"]
+
+
 def test_annotate_draws_boxes_and_points_on_a_copy(photo_files, tmp_path, astronaut, astronaut_face):
     annotated = tmp_path / "annotated.png"
     result = emopy("landmarks", photo_files["astronaut.png"], "--annotate", str(annotated))

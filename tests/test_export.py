@@ -285,7 +285,7 @@ def test_an_ensemble_of_runs_serves_the_mean_of_their_probabilities(runs, traini
     np.testing.assert_allclose(served, expected, atol=1e-5)
     np.testing.assert_allclose(predict.Recognizer.from_export(path).classify_crops(list(crops)), expected, atol=1e-5)
     provenance = json.loads((path / "assets" / "export.json").read_text())
-    assert [member["run"] for member in provenance["ensemble"]] == [str(runs["cnn"]), str(second)]
+    assert [member["run"] for member in provenance["members"]] == ["cnn", "cnn_again"]
     assert provenance["test_time_flip"] is True
     with pytest.raises(ValueError, match="cannot join .* input_spec differ"):
         export.export([runs["cnn"], runs["multi_input"]], tmp_path / "refused")
@@ -331,3 +331,114 @@ def test_a_model_the_tflite_converter_refuses_is_exported_without_the_copy(runs,
     assert (path / "saved_model.pb").is_file() and not (path / layout.TFLITE_FILE).exists()
     assert "no TFLite copy" in caplog.text and "an op TFLite has no kernel for" in caplog.text
     assert not isinstance(predict.Recognizer.from_export(path)._classify, tflite.PixelsClassifier)
+
+
+def test_export_json_says_where_the_export_came_from_without_a_path_of_the_machine(exported, runs, training_data,
+                                                                                   tmp_path_factory):
+    import json
+    import re
+    from importlib import metadata
+
+    import tensorflow_datasets as tfds
+
+    from serving import provenance
+
+    machine = [str(tmp_path_factory.getbasetemp()), str(tmp_path_factory.getbasetemp().resolve())]
+    for model, path in exported.items():
+        for file in (each for each in path.rglob("*") if each.is_file()):  # SavedModel, assets, warmup, TFLite
+            content = file.read_bytes()
+            assert not [place for place in machine + [str(runs[model])] if place.encode() in content], file
+        # BASE/models.config names BASE (TF Serving needs it), never the run.
+        assert str(runs[model]) not in (path.parent / layout.MODEL_CONFIG_FILE).read_text()
+    record = json.loads((exported["cnn"] / layout.ASSETS / layout.EXPORT_ASSET).read_text())
+    assert record["format"] == 2 and record["emopy_version"] == metadata.version("emopy")
+    assert record["git_commit"] is None or re.fullmatch("[0-9a-f]{40}", record["git_commit"])
+    assert record["test_time_flip"] is False
+    (member,) = record["members"]
+    built = tfds.builder("fer2013/original", data_dir=str(training_data)).info
+    assert member == {
+        "run": "cnn", "model": "cnn",
+        "command": "emopy train --dataset fer2013 --model cnn --epochs 1 --batch-size 4 --sequence-length 4 --out cnn",
+        "datasets": [{"name": "fer2013", "config": "original", "version": str(built.version),
+                      "fingerprint": provenance.splits_fingerprint(
+                          {split: (info.shard_lengths, info.num_bytes) for split, info in built.splits.items()})}]}
+    assert re.fullmatch("sha256:[0-9a-f]{64}", member["datasets"][0]["fingerprint"])
+    clips = json.loads((exported["landmark_lstm"] / layout.ASSETS / layout.EXPORT_ASSET).read_text())
+    assert [(each["name"], each["config"]) for each in clips["members"][0]["datasets"]] == [("ck_plus", "sequences")]
+
+
+def test_provenance_of_what_this_machine_cannot_read(tmp_path):
+    from serving import provenance
+
+    # A dataset not built here keeps its name and config from the run's settings; a folder outside git, no commit.
+    assert provenance.dataset_record("fer2013/ferplus", str(tmp_path)) == {
+        "name": "fer2013", "config": "ferplus", "version": None, "fingerprint": None}
+    assert provenance.git_commit(tmp_path) is None
+    # The fingerprint follows the data's splits, not their order.
+    one = provenance.splits_fingerprint({"train": ([3, 4], 700), "test": ([2], 200)})
+    assert one == provenance.splits_fingerprint({"test": ([2], 200), "train": ([3, 4], 700)})
+    assert one != provenance.splits_fingerprint({"train": ([3, 4], 701), "test": ([2], 200)})
+
+
+def test_the_training_command_names_no_machine_path():
+    from serving import provenance
+
+    settings = {"dataset": "fer2013/ferplus", "model": "vgg_small", "out": "/work/runs/ferplus/votes a",
+                "data_dir": "/work/tfds", "labels": "fer2013_contempt", "targets": "votes", "task": "emotion",
+                "strategy": "auto", "epochs": 40, "batch_size": 64, "learning_rate": None, "image_size": 48,
+                "sequence_length": 10, "augment": False, "class_weights": True, "patience": 10, "seed": None,
+                "folds": 10, "test_fold": 0}
+    assert provenance.train_command(settings, Path(settings["out"])) == (
+        "emopy train --dataset fer2013/ferplus --model vgg_small --labels fer2013_contempt --targets votes "
+        "--epochs 40 --no-augment --out 'votes a'")
+    # A fold of cross-validation is trained by --cv into the folder above it.
+    fold = {**settings, "dataset": "ck_plus", "out": "/work/runs/cv/fold-3", "folds": 5, "test_fold": 3}
+    assert provenance.train_command(fold, Path(fold["out"])).endswith("--no-augment --out cv --cv 5")
+
+
+def test_models_config_merges_this_models_entry_into_what_is_there(tmp_path):
+    from serving.export import model_config
+
+    existing = """model_config_list {
+      config { name: "other" base_path: "/srv/other" model_platform: "tensorflow" }
+      config { name: "emotion" base_path: "/models/emotion" model_platform: "tensorflow"
+               model_version_policy { specific { versions: 1 } } }
+    }"""
+    updated = {each.name: each for each in model_config(existing, tmp_path, "emotion").model_config_list.config}
+    assert list(updated) == ["other", "emotion"] and updated["other"].base_path == "/srv/other"
+    assert updated["emotion"].base_path == str(tmp_path.resolve())
+    assert list(updated["emotion"].model_version_policy.specific.versions) == [1]  # the user's policy stays
+    added = model_config(existing, tmp_path, "second").model_config_list.config
+    assert [each.name for each in added] == ["other", "emotion", "second"]
+    assert [each.name for each in model_config(None, tmp_path, "emotion").model_config_list.config] == ["emotion"]
+    for broken in ('model_config_list { config { name: "x" ', "model_config_list { confg {} }",
+                   'custom_model_config { type_url: "x" }'):
+        with pytest.raises(ValueError):
+            model_config(broken, tmp_path, "emotion")
+
+
+def test_export_keeps_other_models_and_batching_parameters_and_refuses_a_broken_models_config(runs, tmp_path,
+                                                                                            capsys):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base = tmp_path / "emotion"
+    base.mkdir()
+    config_file, batching_file = base / layout.MODEL_CONFIG_FILE, base / export.BATCHING_FILE
+    config_file.write_text('model_config_list { config { name: "other" base_path: "/srv/other" } }\n')
+    batching_file.write_text("max_batch_size { value: 8 }  # tuned by hand\n")
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert f"{batching_file}: kept as it was" in out and "1 other model" in out
+    assert batching_file.read_text() == "max_batch_size { value: 8 }  # tuned by hand\n"
+    config = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
+    assert [(each.name, each.base_path) for each in config.model_config_list.config] == [
+        ("other", "/srv/other"), ("emotion", str(base.resolve()))]
+
+    broken = 'model_config_list { config { name: "other" base_path: \n'
+    config_file.write_text(broken)
+    before = sorted(str(each) for each in base.rglob("*"))
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert str(config_file) in err and "nothing was exported" in err
+    assert sorted(str(each) for each in base.rglob("*")) == before and config_file.read_text() == broken

@@ -229,6 +229,27 @@ def test_cli_reports_a_broken_file_and_still_predicts_the_others(export_base, ph
     written.release()
 
 
+def test_cli_annotations_of_same_named_inputs_never_overwrite_each_other(export_base, photo_files, tmp_path,
+                                                                         capsys):
+    import shutil
+
+    inputs = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        inputs.append(shutil.copy(photo_files["astronaut.png"], tmp_path / folder / "x.png"))
+    out = tmp_path / "annotated" / "faces.png"
+    out.parent.mkdir()
+    command = ["predict", *map(str, inputs), "--model", str(export_base), "--annotate", str(out)]
+    assert cli.main(command) == 0
+    assert sorted(path.name for path in out.parent.iterdir()) == ["faces-a-x.png", "faces-b-x.png"]
+    capsys.readouterr()
+    # Again: refused before any input is read, naming the files; --overwrite replaces them.
+    assert cli.main(command) == 2
+    refused = capsys.readouterr()
+    assert str(out.parent / "faces-a-x.png") in refused.err and "--overwrite" in refused.err and not refused.out
+    assert cli.main([*command, "--overwrite"]) == 0
+
+
 def test_cli_annotates_a_photo_and_writes_csv(export_base, photo_files, photo_table, tmp_path, capsys):
     output, annotated = tmp_path / "rows.csv", tmp_path / "faces.png"
     assert cli.main(["predict", photo_files["astronaut.png"], "--model", str(export_base),

@@ -46,6 +46,18 @@ def test_every_shipped_model_is_an_export_inside_the_package(name, version_dir):
     assert size <= 20_000_000
 
 
+def test_shipped_files_carry_no_path_of_the_machine_that_made_them(version_dir):
+    import re
+
+    for file in (path for path in version_dir.rglob("*") if path.is_file()):
+        assert not re.search(rb"(/work|/home|/root|/tmp|/Users)/", file.read_bytes()), file
+    record = json.loads((version_dir / layout.ASSETS / layout.EXPORT_ASSET).read_text())
+    assert record["format"] == 2 and record["members"]
+    for member in record["members"]:
+        assert "/" not in member["run"] and member["command"].startswith("emopy train ")
+        assert all(dataset["name"] and dataset["config"] for dataset in member["datasets"])
+
+
 def test_names_the_default_and_paths_resolve(tmp_path, monkeypatch):
     for name in PRESENT:
         assert shipped.resolve_model(name) == shipped.base_path(name) == shipped.ROOT / name
