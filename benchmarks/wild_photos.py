@@ -17,7 +17,7 @@ matrix and predictions are kept under --out (default: a temporary folder, remove
 The `fer` package (https://github.com/justinshenk/fer, MIT) runs in an interpreter of its own, given by
 --fer-python: it needs OpenCV 4's Haar cascade, and emopy installs opencv-python-headless 5, which has none. That
 interpreter runs benchmarks/fer_photos.py (its Haar-cascade detector and its mini-Xception, emotion_model.hdf5;
-the largest face's top emotion), and its answers are scored here exactly as emopy's (pipeline.evaluate.photo_report).
+the largest face's top emotion), and its answers are scored here exactly as emopy's (pipeline.evaluate_photos.photo_report).
 Set up its venv once (about 1 GB; `fer`'s own requirements also pull PyTorch and moviepy, which its Haar-cascade
 pipeline never imports, hence --no-deps; setuptools < 81 for the pkg_resources it imports):
 
@@ -64,9 +64,9 @@ def fer_report(fer_python: str, photos: Path, labels_csv: Path, out: Path) -> di
 
     start_tensorflow()  # TensorFlow's start-up lines, which pipeline.evaluate's import would print, stay hidden
     from emopy_tfds import labels
-    from pipeline import evaluate
+    from pipeline import evaluate_photos
 
-    labelled = evaluate.read_photo_labels(labels_csv, photos, "fer2013")  # fer answers in fer2013's classes
+    labelled = evaluate_photos.read_photo_labels(labels_csv, photos, "fer2013")  # fer answers in fer2013's classes
     files = [photo.file for photo in labelled]
     folder = out / "fer"
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def fer_report(fer_python: str, photos: Path, labels_csv: Path, out: Path) -> di
                          f"{result.stderr.strip()[-3000:]}")
     ran = json.loads((folder / "answers.json").read_text())
     predicted = [-1 if ran["answers"][name] is None else labels.FER2013.index(ran["answers"][name]) for name in files]
-    report = evaluate.photo_report([photo.class_id for photo in labelled], predicted, labels.FER2013, files)
+    report = evaluate_photos.photo_report([photo.class_id for photo in labelled], predicted, labels.FER2013, files)
     return {"model": ran["pipeline"], "class_names": list(labels.FER2013), **report}
 
 

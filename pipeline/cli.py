@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = train_config.from_args(args)
         return _report_errors(lambda: cross_validate.run(config, args.cv) if args.cv else train.run(config))
     if args.command == "evaluate":
-        from pipeline import evaluate  # TensorFlow
+        from pipeline import evaluate, evaluate_photos  # TensorFlow
 
         def evaluate_and_print():
             if args.photos or args.labels:
@@ -219,8 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.run or args.dataset or args.data_dir:
                     raise ValueError("--photos scores an export (--model, or the default model) on photos: "
                                      "not with --run, --dataset or --data-dir")
-                report = evaluate.run_photos(args.photos, args.labels, args.model, detector=args.detector,
-                                             output=args.output, progress=sys.stderr.isatty())
+                report = evaluate_photos.run_photos(args.photos, args.labels, args.model, detector=args.detector,
+                                                    output=args.output, progress=sys.stderr.isatty())
             elif args.detector:
                 raise ValueError("--detector goes with --photos: datasets hold faces already found")
             elif args.run:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from emopy_tfds import faces, labels
-from pipeline import cli, evaluate
+from pipeline import cli, evaluate, evaluate_photos
 
 NAMES = ("a", "b", "c")
 
@@ -397,7 +397,7 @@ def test_an_answer_the_labels_cannot_name_counts_as_wrong(photos, tmp_path):
 
     eight = Recognizer(contempt_first, labels.FER2013_CONTEMPT, fer2013_model.face_spec, fer2013_model.inputs)
     labels_csv = _labels_csv(tmp_path, "file,emotion\nastronaut.png,happy\ngrey.png,neutral\n")
-    report = evaluate.evaluate_photos(eight, photos, labels_csv, {"model": "eight"}, tmp_path / "r.json")
+    report = evaluate_photos.evaluate_photos(eight, photos, labels_csv, {"model": "eight"}, tmp_path / "r.json")
     assert report["class_names"] == list(labels.FER2013_CONTEMPT) and report["label_set"] == "fer2013"
     assert report["answers_outside_label_set"] == {"contempt": 1}
     assert (report["accuracy"], report["accuracy_on_found_faces"], report["faces_found"]) == (0.0, 0.0, 1)
@@ -406,7 +406,7 @@ def test_an_answer_the_labels_cannot_name_counts_as_wrong(photos, tmp_path):
 
     # Labels that can name contempt (here, by naming it) make a contempt answer an ordinary one.
     labels_csv = _labels_csv(tmp_path, "file,emotion\nastronaut.png,contempt\nastronaut.jpg,angry\n")
-    report = evaluate.evaluate_photos(eight, photos, labels_csv, {"model": "eight"}, tmp_path / "r.json")
+    report = evaluate_photos.evaluate_photos(eight, photos, labels_csv, {"model": "eight"}, tmp_path / "r.json")
     assert (report["label_set"], report["answers_outside_label_set"], report["accuracy"]) == (
         "fer2013_contempt", {}, 0.5)
 
@@ -425,7 +425,7 @@ def test_a_bad_labels_csv_is_a_one_line_error_naming_the_line(text, line, fragme
     def never(*args, **kwargs):
         raise AssertionError("no photo is classified before every line is checked")
 
-    monkeypatch.setattr(evaluate, "classify_photos", never)
+    monkeypatch.setattr(evaluate_photos, "classify_photos", never)
     labels_csv = _labels_csv(tmp_path, text)
     assert cli.main(["evaluate", "--model", "fer2013", "--photos", str(photos), "--labels", str(labels_csv),
                      "--output", str(tmp_path / "r.json")]) == 2
@@ -455,7 +455,7 @@ def test_photo_usage_mistakes_are_one_line_errors(args, fragment, photos, capsys
     (("happy", "happiness"), "fer2013"),  # spelled by no one set: the smallest that has both emotions
 ])
 def test_the_labels_scheme_is_the_smallest_set_that_names_them(emotions, scheme):
-    assert evaluate.labels_scheme(emotions) == scheme
+    assert evaluate_photos.labels_scheme(emotions) == scheme
 
 
 def test_classes_no_label_can_name():

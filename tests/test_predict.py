@@ -292,4 +292,8 @@ def test_cli_refuses_unknown_output_formats_and_missing_models(export_base, phot
                      "--output", str(tmp_path / "rows.xlsx")]) == 2
     assert ".json, .csv, .parquet" in capsys.readouterr().err
     assert cli.main(["predict", photo_files["astronaut.png"], "--model", str(tmp_path / "nothing")]) == 2
+    assert "nothing: neither a model emopy ships (known: fer2013, ferplus) nor an existing path" in (
+        capsys.readouterr().err)
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["predict", photo_files["astronaut.png"], "--model", str(tmp_path / "empty")]) == 2
     assert "numeric version folders" in capsys.readouterr().err

@@ -288,7 +288,6 @@ def test_mistakes_are_one_line_errors(training_data, tmp_path, capsys):
         (["--dataset", "mnist", "--model", "cnn"], "unknown dataset 'mnist'"),
         (["--dataset", "fer2013", "--model", "resnet"], "unknown model 'resnet'"),
         (["--dataset", "fer2013", "--model", "image_lstm"], "need a sequence dataset"),
-        (["--dataset", "fer2013/ferplus", "--model", "cnn"], "fer2013/ferplus is not built in"),
         (["--dataset", "fer2013", "--model", "cnn", "--labels", "valence"], "unknown label scheme 'valence'"),
         (["--dataset", "fer2013", "--model", "cnn", "--task", "facs"], "--task facs needs --dataset ck_plus/facs"),
     ]
@@ -298,6 +297,14 @@ def test_mistakes_are_one_line_errors(training_data, tmp_path, capsys):
         stderr = capsys.readouterr().err
         assert status == 2 and stderr.startswith("emopy: error: ") and message in stderr, stderr
         assert not (tmp_path / str(number)).exists()  # refused before anything was written
+
+    empty = tmp_path / "no_datasets"
+    empty.mkdir()
+    assert cli.main(["train", "--dataset", "fer2013/ferplus", "--model", "cnn", "--data-dir", str(empty),
+                     "--out", str(tmp_path / "unbuilt"), "--epochs", "1"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("emopy: error: ") and "fer2013/ferplus is not built in" in stderr, stderr
+    assert not (tmp_path / "unbuilt").exists()
     assert cli.main(["evaluate", "--run", str(tmp_path / "nothing")]) == 2
     assert "config.json does not exist" in capsys.readouterr().err
 
