@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-runs-ferplus}
 data_dir=${2:-~/tensorflow_datasets}
 export_base=${3:-$runs/export}
-epochs=${EPOCHS:-40}
+epochs=${EPOCHS:-35}
 benchmarks/build_real_fer2013.sh "$data_dir" train_ferplus_model.sh ferplus
 mkdir -p "$runs"
 # The members differ only in their random initialisation and batches.
