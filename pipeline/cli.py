@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a zoo model on a built dataset (tf.distribute, resumable)")
     train_config.add_arguments(train)
     train.add_argument("--cv", type=int, metavar="K", help="CK+: subject-independent K-fold cross-validation")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start over: remove the files an earlier run wrote in --out (without it, a finished run "
+                            "is left as it is and an interrupted one resumes)")
 
     evaluate = commands.add_parser("evaluate",
                                    help="accuracy, per-class scores and confusion matrix of a run, an export, or "
@@ -208,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline import cross_validate, train  # TensorFlow
 
         config = train_config.from_args(args)
-        return _report_errors(lambda: cross_validate.run(config, args.cv) if args.cv else train.run(config))
+        return _report_errors(lambda: cross_validate.run(config, args.cv, overwrite=args.overwrite) if args.cv
+                              else train.run(config, overwrite=args.overwrite))
     if args.command == "evaluate":
         from pipeline import evaluate, evaluate_photos  # TensorFlow
 

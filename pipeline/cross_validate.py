@@ -17,9 +17,10 @@ from pipeline.run_dir import write_json
 CV_FILE = "cv.json"
 
 
-def run(config: train.TrainConfig, folds: int) -> dict:
+def run(config: train.TrainConfig, folds: int, overwrite: bool = False) -> dict:
     """Fold k is the test set of run `fold-k`, the next fold its validation set. Writes cv.json with each fold's
-    test accuracy and their mean and std."""
+    test accuracy and their mean and std. Each fold is a run of its own (train.run): a rerun keeps the folds that
+    finished, resumes an interrupted one, and trains the rest; `overwrite` starts every fold over."""
     if not all(source.subject_folds for source in config.data_config.sources):
         raise ValueError("--cv needs a CK+ dataset (its subject folds keep each person in one fold)")
     if folds < 3:
@@ -28,7 +29,7 @@ def run(config: train.TrainConfig, folds: int) -> dict:
     for fold in range(folds):
         fold_config = dataclasses.replace(config, out=str(Path(config.out) / f"fold-{fold}"), folds=folds,
                                           test_fold=fold)
-        train.run(fold_config)
+        train.run(fold_config, overwrite=overwrite)
         keras.backend.clear_session()
         report = evaluate.run(fold_config.out, "test")
         results.append({"fold": fold, "accuracy": report["accuracy"], "examples": report["examples"]})

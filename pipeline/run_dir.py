@@ -10,6 +10,7 @@ import csv
 import functools
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ from pipeline.train_config import TrainConfig
 
 CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
 MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
+BACKUP_DIR, LOGS_DIR = "backup", "logs"
+# What `emopy train` writes in a run directory, and so all that --overwrite removes: evaluation reports, pictures
+# and anything else in the folder stay. ("checkpoint" is TensorFlow's index of the best checkpoint.)
+TRAINING_FILES = (CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE, MODEL_FILE, HISTORY_FILE, HISTORY_CSV, "checkpoint",
+                  f"{BEST_WEIGHTS}.index", f"{BEST_WEIGHTS}.data-*", "*.json.tmp", BACKUP_DIR, LOGS_DIR)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -42,6 +48,37 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
         for key, value in rows[epoch].items():
             history.setdefault(key, []).append(int(value) if key == "epoch" else float(value))
     return history
+
+
+def how_it_ended(path: str | os.PathLike) -> dict | None:
+    """How the run in `path` ended: {"epochs": asked, "epochs_trained": n, "stopped_early": bool}, from config.json's
+    "finished" (written last, once training ended); None when no run is there, or it was interrupted.
+
+    Runs of an older emopy recorded no end: theirs is read from what they left, history.json beside the model and
+    no backup/ (which they removed once training ended)."""
+    path = Path(path).expanduser()
+    if not (path / CONFIG_FILE).exists():
+        return None
+    record = json.loads((path / CONFIG_FILE).read_text())
+    if "finished" in record:
+        return record["finished"]
+    if not ((path / HISTORY_FILE).exists() and (path / MODEL_FILE).exists()) or (path / BACKUP_DIR).exists():
+        return None
+    trained, asked = len(json.loads((path / HISTORY_FILE).read_text()).get("epoch", [])), record["train"]["epochs"]
+    return {"epochs": asked, "epochs_trained": trained, "stopped_early": trained < asked}
+
+
+def remove_training_files(path: str | os.PathLike) -> list[str]:
+    """Removes what `emopy train` wrote in `path` (TRAINING_FILES) and nothing else; returns the names removed."""
+    removed = []
+    for pattern in TRAINING_FILES:
+        for found in sorted(Path(path).expanduser().glob(pattern)):
+            if found.is_dir():
+                shutil.rmtree(found)
+            else:
+                found.unlink()
+            removed.append(found.name)
+    return removed
 
 
 class RunDir:

@@ -2,14 +2,19 @@
 
 The run directory holds everything export and prediction need, and what a killed run needs to resume:
 
-    config.json      the run's settings, input spec, class names, class weights, label counts, strategy
+    config.json      the run's settings, input spec, class names, class weights, label counts, strategy; once
+                     training ended, how ("finished": epochs asked and trained, stopped early or not)
     labels.txt       class names, one per line, in output order
     face_spec.json   how to crop a photo's face so it looks like the training inputs
-    model.keras      the final model (best weights by validation)
+    model.keras      the final model (the best epoch's weights: validation loss, or accuracy for cosine schedules)
     history.json     per-epoch metrics (history.csv while training; survives resumes)
     best_checkpoint.*  the best weights so far (a TF checkpoint: restores under any strategy)
-    backup/          BackupAndRestore's state while training: rerun the same command to resume
+    backup/          BackupAndRestore's state at the last epoch: a killed run resumes from it, a finished one
+                     trains further from it
     logs/            TensorBoard
+
+Rerunning the same command resumes an interrupted run and leaves a finished one as it is (saying so); a larger
+--epochs trains a finished run further from its last epoch, and --overwrite starts over.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import tf_keras as keras
 import models
 from pipeline import data
 from pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
-from pipeline.run_dir import (BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE, LABELS_FILE,
-                              MODEL_FILE, read_history, write_json)
+from pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
+                              LABELS_FILE, MODEL_FILE, RunDir, how_it_ended, read_history, remove_training_files,
+                              write_json)
 from pipeline.augment import Augmentation
 
 log = logging.getLogger(__name__)
@@ -123,10 +129,18 @@ def plateau_callback(recipe: dict, patience: int) -> keras.callbacks.ReduceLROnP
                                              patience=recipe.get("plateau_patience", max(1, patience // 2)))
 
 
-def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Path, chief: bool) -> list:
+def best_monitor(recipe: dict) -> str:
+    """What picks a run's best epoch, the one its model.keras keeps: validation accuracy for a cosine schedule,
+    else validation loss."""
+    return "val_accuracy" if recipe.get("lr_schedule", "plateau") == "cosine" else "val_loss"
+
+
+def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Path, chief: bool,
+                       best_so_far: float | None = None) -> list:
     """The callbacks of a run: BackupAndRestore and the best checkpoint always; early stopping after `patience`
     epochs without improvement and the plateau schedule for plateau-scheduled recipes; TensorBoard and the CSV
-    log on the chief.
+    log on the chief. `best_so_far`: the monitored value of the best epoch of earlier attempts, which a resumed
+    or continued run's checkpoint must beat.
 
     A cosine schedule runs to its end, without an early stop: while its learning rate is high, validation
     accuracy wanders for longer than the patience (a 150-epoch vgg_small run on fer2013 stopped at epoch 64, at
@@ -134,11 +148,12 @@ def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Pa
     others the lowest validation loss.
     """
     cosine = recipe.get("lr_schedule", "plateau") == "cosine"
-    monitor = "val_accuracy" if cosine else "val_loss"
+    monitor = best_monitor(recipe)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        # The last epoch's state stays after training: a larger --epochs continues from it.
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
-                                        save_weights_only=True),
+                                        save_weights_only=True, initial_value_threshold=best_so_far),
     ]
     if not cosine:
         callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
@@ -168,20 +183,48 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
     changed = sorted(key for key in record if key not in ("epochs", "out") and before.get(key) != record[key])
     if changed:
         raise ValueError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
-                         f"use a new --out, or delete it")
+                         f"use a new --out, or add --overwrite to start over there")
 
 
-def run(config: TrainConfig) -> dict:
-    """Trains one run; returns its record (what config.json holds, plus the history)."""
+def _finished_run(run_dir: Path, config: TrainConfig) -> dict | None:
+    """The record of the finished run in `run_dir` when this command asks it for no more epochs: it is left as it
+    is, and a message says how to train further or start over. None when there is training to do: no run there,
+    an interrupted one (it resumes), or a finished one asked for more epochs (it continues from its last)."""
+    ended = how_it_ended(run_dir)
+    if ended is None:
+        return None
+    trained, asked = ended["epochs_trained"], ended["epochs"]
+    if config.epochs > asked:
+        if not (run_dir / BACKUP_DIR).is_dir():
+            raise ValueError(f"{run_dir} holds a finished run without its last epoch's state ({run_dir / BACKUP_DIR}"
+                             f"; older emopy versions removed it), so --epochs {config.epochs} cannot continue it; "
+                             f"add --overwrite to start over there, or use a new --out")
+        return None
+    how = (f"stopped early after {trained} of {asked} epochs: no better {best_monitor(models.recipe(config.model))} "
+           f"for --patience {config.patience} epochs" if ended["stopped_early"] else f"{trained} of {asked} epochs trained")
+    print(f"{run_dir} holds a finished run ({how}); it is left as it is. To train it further, rerun with --epochs "
+          f"above {asked}: it continues after epoch {trained}. To start over, add --overwrite.")
+    opened = RunDir.open(run_dir)
+    return {**opened.record, "history": opened.history()}
+
+
+def run(config: TrainConfig, overwrite: bool = False) -> dict:
+    """Trains one run; returns its record (what config.json holds, plus the history). A finished run in
+    config.out is returned as it is unless more epochs are asked; `overwrite` removes its files and starts over."""
     data_config, spec = config.data_config, config.input_spec
     data.input_kind_check(data_config, spec)  # before anything is written
+    run_dir = Path(config.out).expanduser()
+    if not overwrite:
+        _check_same_run(run_dir, dataclasses.asdict(config))
+        finished = _finished_run(run_dir, config)
+        if finished is not None:
+            return finished
     strategy = make_strategy(config.strategy)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(_mixed_precision_policy(strategy))
     chief = _is_chief(strategy)
-    run_dir = Path(config.out).expanduser()
     # Non-chief workers of a multi-worker job write their (identical) files to a scratch directory.
     write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="emopy-worker-"))
 
@@ -202,7 +245,14 @@ def run(config: TrainConfig) -> dict:
         "strategy": {"name": strategy_name(strategy), "replicas": replicas, "global_batch_size": global_batch},
         "mixed_precision": keras.mixed_precision.global_policy().name,
     }
-    _check_same_run(run_dir, record["train"])
+    if (counts["train"]["classes"] and sum(counts["train"]["classes"].values()) < global_batch
+            and config.task == "emotion"):
+        raise ValueError(f"the train split has fewer examples than one global batch ({global_batch}); "
+                         f"lower --batch-size")
+    if overwrite and chief:  # once what the run reads is known to be there
+        removed = remove_training_files(run_dir)
+        if removed:
+            print(f"--overwrite: removed {', '.join(removed)} from {run_dir}; starting over")
     write_dir.mkdir(parents=True, exist_ok=True)
     if chief:
         write_json(run_dir / CONFIG_FILE, record)
@@ -213,9 +263,6 @@ def run(config: TrainConfig) -> dict:
                          class_weights=class_weights, augmentation=Augmentation() if config.augment else None,
                          seed=config.seed)
     validation = data.batches(data_config, "validation", spec, batch_size=global_batch)
-    if counts["train"]["classes"] and sum(counts["train"]["classes"].values()) < global_batch and config.task == "emotion":
-        raise ValueError(f"the train split has fewer examples than one global batch ({global_batch}); "
-                         f"lower --batch-size")
 
     with strategy.scope():
         model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs")
@@ -225,7 +272,12 @@ def run(config: TrainConfig) -> dict:
                                        soft_targets=data_config.target_kind == "votes"),
                       metrics=_metrics(config))
 
-    callbacks = training_callbacks(recipe, config.patience, run_dir, write_dir, chief)
+    # The best epoch of earlier attempts (a killed or continued run's), which this one's checkpoint must beat. Read
+    # by every worker from the chief's files, so that all of them take the same decision to save.
+    monitor = best_monitor(recipe)
+    earlier = read_history(run_dir).get(monitor) if (run_dir / f"{BEST_WEIGHTS}.index").exists() else None
+    best_so_far = (max(earlier) if monitor == "val_accuracy" else min(earlier)) if earlier else None
+    callbacks = training_callbacks(recipe, config.patience, run_dir, write_dir, chief, best_so_far)
     log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,
              strategy_name(strategy), global_batch, record["mixed_precision"])
     model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
@@ -237,13 +289,12 @@ def run(config: TrainConfig) -> dict:
         with strategy.scope():
             model.load_weights(str(write_dir / BEST_WEIGHTS))
     model.save(str(write_dir / MODEL_FILE))
-    record["history"] = read_history(run_dir)
+    history = read_history(run_dir)
+    trained = history["epoch"][-1] + 1 if history.get("epoch") else 0
+    record["finished"] = {"epochs": config.epochs, "epochs_trained": trained, "stopped_early": trained < config.epochs}
     if chief:
-        # BackupAndRestore empties its folder when training ends; an empty one would look like a stopped run.
-        backup = run_dir / "backup"
-        if backup.is_dir() and not any(backup.iterdir()):
-            backup.rmdir()
-        write_json(run_dir / HISTORY_FILE, record["history"])
+        write_json(run_dir / HISTORY_FILE, history)
+        write_json(run_dir / CONFIG_FILE, record)  # last: "finished" says everything else is written
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
-    return record
+    return {**record, "history": history}

@@ -36,7 +36,8 @@ class TrainConfig:
     model: str = dataclasses.field(metadata=_flag(
         "cnn, landmarks, multi_input, landmark_lstm, image_lstm, capsnet, vgg or vgg_small", metavar="NAME"))
     out: str = dataclasses.field(metadata=_flag(
-        "run directory; rerunning the same command there resumes an interrupted run", metavar="RUN_DIR"))
+        "run directory; rerunning the same command there resumes an interrupted run and leaves a finished one as "
+        "it is (a larger --epochs trains it further)", metavar="RUN_DIR"))
     data_dir: str = dataclasses.field(default=DEFAULT_DATA_DIR, metadata=_flag(
         "where TFDS datasets live", metavar="DIR"))
     labels: str | None = dataclasses.field(default=None, metadata=_flag(

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,7 +101,7 @@ def test_training_learns_the_signal_and_evaluate_reports_it(training_data, tmp_p
     assert history["epoch"] == list(range(len(history["epoch"]))) and history["loss"][-1] < history["loss"][0]
     assert (run_dir / "model.keras").exists() and (run_dir / "best_checkpoint.index").exists()
     assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
-    assert not (run_dir / "backup").exists()  # removed once a run finishes
+    assert (run_dir / "backup" / "chief").is_dir()  # the last epoch's state: a larger --epochs continues
 
     output = tmp_path / "test.json"
     result = emopy("evaluate", "--run", str(run_dir), "--split", "test", "--output", str(output))
@@ -209,6 +210,69 @@ def test_a_killed_run_resumes_from_its_last_epoch(training_data, tmp_path):
     assert history["epoch"][-1] == 11 and len(history["epoch"]) >= 11
 
 
+def _snapshot(run: Path) -> dict[str, object]:
+    """What a rerun must leave alone: the model's bytes and time, the CSV log and config.json."""
+    model = run / "model.keras"
+    return {"model": model.read_bytes(), "model_mtime": model.stat().st_mtime_ns,
+            "csv": (run / "history.csv").read_text(), "config": (run / "config.json").read_text()}
+
+
+def test_a_finished_run_is_left_as_it_is_more_epochs_continue_it_and_overwrite_starts_over(training_data, tmp_path,
+                                                                                            capsys):
+    run = tmp_path / "run"
+
+    def train(*flags: str) -> tuple[int, str, str]:
+        status = cli.main(["train", "--dataset", "fer2013", "--data-dir", str(training_data), "--model", "landmarks",
+                           "--out", str(run), "--batch-size", "32", *flags])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    def finished() -> dict:
+        return json.loads((run / "config.json").read_text())["finished"]
+
+    # A learning rate of ~0 leaves the weights (no batch norm in this model) and so the validation loss as they
+    # are: the first epoch is the best, and --patience 1 stops the run after the second.
+    frozen = ("--learning-rate", "1e-30", "--patience", "1")
+    assert train("--epochs", "4", *frozen)[0] == 0
+    assert _epochs_logged(run) == [0, 1] and finished() == {"epochs": 4, "epochs_trained": 2, "stopped_early": True}
+    before = _snapshot(run)
+    for epochs in ("4", "3"):  # as many epochs as the run asked, or fewer: nothing is trained or written
+        status, out, _ = train("--epochs", epochs, *frozen)
+        assert status == 0 and f"{run} holds a finished run (stopped early after 2 of 4 epochs" in out, out
+        assert "rerun with --epochs above 4: it continues after epoch 2" in out and "add --overwrite" in out
+        assert "Epoch" not in out and _snapshot(run) == before
+
+    # A larger --epochs continues after the last epoch, from its weights (the same validation loss, where new
+    # weights would give another), and stops early again.
+    assert train("--epochs", "5", *frozen)[0] == 0
+    assert _epochs_logged(run) == [0, 1, 2, 3] and finished() == {"epochs": 5, "epochs_trained": 4,
+                                                                   "stopped_early": True}
+    val_loss = json.loads((run / "history.json").read_text())["val_loss"]
+    assert val_loss[2] == val_loss[1]
+
+    # A run of an older emopy recorded no end and removed backup/: it is finished too, and cannot go further.
+    record = json.loads((run / "config.json").read_text())
+    del record["finished"]
+    (run / "config.json").write_text(json.dumps(record))
+    shutil.rmtree(run / "backup")
+    before = _snapshot(run)
+    status, out, _ = train("--epochs", "5", *frozen)
+    assert status == 0 and "holds a finished run (stopped early after 4 of 5 epochs" in out, out
+    status, _, err = train("--epochs", "6", *frozen)
+    assert status == 2 and err.count("\n") == 1 and "backup" in err and "--overwrite" in err, err
+    assert _snapshot(run) == before
+
+    # --overwrite starts over, with other settings if need be, and removes only what training wrote.
+    (run / "notes.txt").write_text("mine")
+    status, out, _ = train("--epochs", "2", "--overwrite")
+    assert status == 0 and "--overwrite: removed" in out and "model.keras" in out, out
+    assert _epochs_logged(run) == [0, 1] and finished() == {"epochs": 2, "epochs_trained": 2, "stopped_early": False}
+    assert (run / "notes.txt").read_text() == "mine" and (run / "backup").is_dir()
+    before = _snapshot(run)
+    status, out, _ = train("--epochs", "2")
+    assert status == 0 and "holds a finished run (2 of 2 epochs trained)" in out and _snapshot(run) == before
+
+
 @pytest.mark.parametrize("model, dataset", [
     ("landmarks", "fer2013"),
     ("multi_input", "fer2013+ck_plus"),
@@ -243,9 +307,10 @@ def test_joint_training_resizes_ck_plus_and_counts_contempt_as_left_out(training
     assert ck_records and all(0 <= r["landmarks"].min() and r["landmarks"].max() < 48 for r in ck_records)
 
 
-def test_ck_plus_cross_validation_is_subject_independent(training_data, tmp_path):
-    result = emopy("train", "--dataset", "ck_plus", "--data-dir", str(training_data), "--model", "cnn",
-                   "--out", str(tmp_path / "cv"), "--cv", "3", "--epochs", "1", "--batch-size", "4")
+def test_ck_plus_cross_validation_is_subject_independent(training_data, tmp_path, capsys):
+    flags = ["--dataset", "ck_plus", "--data-dir", str(training_data), "--model", "cnn", "--out", str(tmp_path / "cv"),
+             "--cv", "3", "--epochs", "1", "--batch-size", "4"]
+    result = emopy("train", *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
     accuracies = [fold["accuracy"] for fold in summary["folds"]]
@@ -265,6 +330,14 @@ def test_ck_plus_cross_validation_is_subject_independent(training_data, tmp_path
             subjects[split] = {example["subject"] for example in ds.as_numpy_iterator()}
         assert not subjects["train"] & subjects["test"] and not subjects["validation"] & subjects["test"]
         assert not subjects["train"] & subjects["validation"] and all(subjects.values())
+
+    # A rerun keeps the finished folds, and summarises them again.
+    models_before = {fold: _snapshot(tmp_path / "cv" / f"fold-{fold}") for fold in range(3)}
+    assert cli.main(["train", *flags]) == 0
+    out = capsys.readouterr().out
+    assert out.count("holds a finished run (1 of 1 epochs trained)") == 3 and "Epoch" not in out, out
+    assert {fold: _snapshot(tmp_path / "cv" / f"fold-{fold}") for fold in range(3)} == models_before
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text()) == summary
 
 
 def test_facs_task_trains_a_multi_label_head_and_reports_per_au_f1(training_data, tmp_path):
