@@ -171,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="each image already is one face crop: no detection, framed as fer2013's crops")
 
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
-    quickstart.add_argument("--workdir", default="emopy-quickstart", help="where to write the results")
+    quickstart.add_argument("--workdir", default="emopy-quickstart",
+                            help="where to write the results; a rerun replaces what the quick start made there, "
+                                 "and refuses to remove anything else")
     # --verbose after the subcommand too; SUPPRESS keeps a subcommand from resetting `emopy --verbose COMMAND`.
     for command in commands.choices.values():
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)

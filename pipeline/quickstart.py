@@ -7,10 +7,15 @@
     5. emopy export             (SavedModel for TF Serving)
     6. emopy serve              (the local gRPC server, in its own process)
     7. predictions over gRPC on the sample's test faces and on the shipped real photo (annotated PNG)
+
+A rerun in the same --workdir replaces what the last one made there, and nothing else: each folder it makes holds
+a MARKER file, and OUTPUTS_RECORD in the workdir holds the sha256 of each file it wrote. A folder or file of the
+same name that it did not make is never removed: the quick start refuses, naming it, before touching anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +35,57 @@ nothing about accuracy on real faces.
 """
 
 
+MARKER = ".emopy-quickstart"
+OUTPUTS_RECORD = ".emopy-quickstart-outputs.json"
+FOLDERS = ("synthetic_fer2013", "data", "run", "export")
+PREDICTIONS_JSON, ANNOTATED_PNG = "astronaut_emotions.json", "astronaut_emotions.png"
+OUTPUTS = (PREDICTIONS_JSON, ANNOTATED_PNG)
+MARKER_NOTE = "Made by `emopy quickstart`, which replaces this folder when it is run again in the same --workdir.\n"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def not_made_here(out: Path) -> list[Path]:
+    """The folders and files in `out` that the quick start would write, exist, and were not made by it: a folder
+    without its MARKER, a file whose bytes are not those it wrote (OUTPUTS_RECORD)."""
+    record = out / OUTPUTS_RECORD
+    written = json.loads(record.read_text()) if record.is_file() else {}
+
+    def made_here(path: Path) -> bool:
+        if path.is_symlink():  # what it points to is somewhere else, never the quick start's own
+            return False
+        if path.name in FOLDERS:
+            return path.is_dir() and (path / MARKER).is_file()
+        return path.is_file() and written.get(path.name) == _sha256(path)
+
+    return [out / name for name in (*FOLDERS, *OUTPUTS)
+            if ((out / name).exists() or (out / name).is_symlink()) and not made_here(out / name)]
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Removes what an earlier quick start made in `out`, after checking that it made every one of them (else a
+    one-line ValueError names what it did not make, and nothing is removed)."""
+    foreign = not_made_here(out)
+    if foreign:
+        names = ", ".join(str(path) for path in foreign)
+        raise ValueError(f"{names} {'was' if len(foreign) == 1 else 'were'} not made by emopy quickstart, which "
+                         f"replaces only what it made: move {'it' if len(foreign) == 1 else 'them'} away, or pick "
+                         f"another --workdir")
+    for name in FOLDERS:
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+    for name in (*OUTPUTS, OUTPUTS_RECORD):
+        (out / name).unlink(missing_ok=True)
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(MARKER_NOTE)
+    return folder
+
+
 def _start_server(export_base: Path) -> tuple[subprocess.Popen, int]:
     server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model-base-path", str(export_base),
                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -40,9 +96,18 @@ def _start_server(export_base: Path) -> tuple[subprocess.Popen, int]:
     return server, int(line.rsplit(":", 1)[1])
 
 
-def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int = 20, stdout=sys.stdout,
-        stderr=sys.stderr) -> int:
-    """Runs the seven steps in `workdir` (its quick-start folders are replaced) and prints a summary."""
+def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int = 20, stdout=None,
+        stderr=None) -> int:
+    """Runs the seven steps in `workdir` and prints a summary. What an earlier quick start made there is replaced;
+    a folder or file of the same name that it did not make is refused (exit status 2), before anything is done.
+    stdout and stderr: the process's at the time of the call by default."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    out = Path(workdir).resolve()
+    try:
+        clear_earlier_run(out)
+    except ValueError as error:
+        print(f"emopy: error: {error}", file=stderr)
+        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TensorFlow reads its log level once, when first imported: every module that imports it comes after.
     from emopy_tfds import faces
@@ -53,10 +118,8 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
     from serving.client import EmotionClient
     from serving.predict import Recognizer
 
-    out = Path(workdir).resolve()
-    manual, data_dir, run_dir, export_base = out / "synthetic_fer2013", out / "data", out / "run", out / "export"
-    for folder in (manual, data_dir, run_dir, export_base):
-        shutil.rmtree(folder, ignore_errors=True)
+    # Each folder is marked as the quick start's as it is made, so that a rerun after a failure replaces it too.
+    manual, data_dir, run_dir, export_base = (_made(out / name) for name in FOLDERS)
     started = time.perf_counter()
 
     def step(text: str) -> None:
@@ -94,15 +157,17 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
         with EmotionClient(f"127.0.0.1:{port}") as client:
             served = client.predict(crops, points)
         served_accuracy = float(np.mean(served["class_ids"] == np.array([emotions[i] for i in test_rows])))
-        annotated = out / "astronaut_emotions.png"
+        annotated = out / ANNOTATED_PNG
         # A real photo needs a model that has seen real faces: the one emopy ships, not the cartoon-trained one.
         with Recognizer.default() as recognizer:
             table = recognizer.predict_image(sample_photo(), annotate_to=annotated)
-        predictions = out / "astronaut_emotions.json"
+        predictions = out / PREDICTIONS_JSON
         predictions.write_text(json.dumps(
             [{"box": list(map(int, row["box"])), "top_emotion": row["top_emotion"],
               "probabilities": {name: float(row[name]) for name in recognizer.classes}}
              for _, row in table.iterrows()], indent=2) + "\n")
+        (out / OUTPUTS_RECORD).write_text(json.dumps({path.name: _sha256(path) for path in (predictions, annotated)},
+                                                     indent=2) + "\n")
     finally:
         server.terminate()
         server.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from pipeline import cli
+from pipeline import cli, quickstart
 from serving import quiet
 
 # Lines in absl's format, as TensorFlow's C++ core logs them: "I0000 00:00:1796078895.624327  6391 port.cc:153] ...".
@@ -120,6 +120,8 @@ def test_missing_landmark_model_is_one_clear_line(photo_files, tmp_path):
 def test_a_small_quickstart_runs_the_whole_pipeline(tmp_path):
     """build -> train -> evaluate -> export -> serve -> predict over gRPC, on 10 synthetic faces per class."""
     workdir = tmp_path / "qs"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("mine")
     script = f"import sys; from pipeline import quickstart; sys.exit(quickstart.run({str(workdir)!r}, per_class=10, epochs=2))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -132,6 +134,40 @@ def test_a_small_quickstart_runs_the_whole_pipeline(tmp_path):
     assert len(predictions) == 1 and sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert cv2.imread(str(workdir / "astronaut_emotions.png")).shape == (320, 320, 3)
     assert "over gRPC" in result.stdout and "test accuracy" in result.stdout
+
+    # A second quick start in the same workdir replaces what the first made, and only that: each of its folders
+    # is marked, and its files are recorded by their bytes (an edited one is not its own any more). This is the
+    # first thing a rerun does; the rest is the run above.
+    assert (workdir / "notes.txt").read_text() == "mine" and quickstart.not_made_here(workdir) == []
+    assert all((workdir / name / quickstart.MARKER).is_file() for name in quickstart.FOLDERS)
+    predictions_file = workdir / quickstart.PREDICTIONS_JSON
+    written = predictions_file.read_text()
+    predictions_file.write_text(written + " ")
+    assert quickstart.not_made_here(workdir) == [predictions_file]
+    predictions_file.write_text(written)
+    quickstart.clear_earlier_run(workdir)
+    assert sorted(path.name for path in workdir.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("theirs", ["data", "run", quickstart.ANNOTATED_PNG])
+def test_quickstart_refuses_to_remove_what_it_did_not_make(tmp_path, capsys, theirs):
+    workdir = tmp_path / "qs"
+    ours = workdir / "export"  # made by an earlier quick start: it would be replaced, but nothing is when one refuses
+    ours.mkdir(parents=True)
+    (ours / quickstart.MARKER).write_text(quickstart.MARKER_NOTE)
+    if theirs.endswith(".png"):
+        (workdir / theirs).write_bytes(b"mine")
+    else:
+        (workdir / theirs).mkdir()
+        (workdir / theirs / "mine.txt").write_text("mine")
+    before = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+
+    assert cli.main(["quickstart", "--workdir", str(workdir)]) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith("emopy: error: ") and str(workdir / theirs) in line and "--workdir" in line, line
+    assert "move it away" in line and captured.out == ""
+    assert sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*")) == before
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["landmarks", "--help"], ["quickstart", "--help"]])
