@@ -10,8 +10,18 @@ from pathlib import Path
 
 
 def emopy_build(dataset: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["emopy", "build", dataset, *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    """`emopy build DATASET ...` run to its end; the result's `pid` is the process id of `emopy build` itself, so a
+    test can tell its Beam workers' lines from it."""
+    with subprocess.Popen(["emopy", "build", dataset, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env={**os.environ, **(env or {})}) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    result.pid = process.pid
+    return result
 
 
 def load_split(data_dir: Path, name: str, split: str = "train") -> list[dict]:

@@ -1,101 +1,103 @@
-"""Tiny SavedModels in the export layout TF Serving loads, and real face crops, for the serving tests.
+"""What `emopy export` writes, for the serving tests to serve, and real face crops to send it.
 
-`write_test_model` writes `BASE/<version>/` with the same signatures, input names, dtypes, shapes, assets
-and warmup file as `serving/export.py`, but a fixed linear layer instead of a trained network, so tests
-build one in well under a second and know exactly what it computes.
+`write_test_model` puts in BASE/<version>/ an `emopy export` of a small untrained model of fer2013's classes (cnn,
+or multi_input with landmarks): the real signatures, assets, warmup file and TFLite copy, so the servers under
+test load exactly what users serve. Each kind is exported once a session (seconds) and copied into place.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from emopy_tfds import faces
+from emopy_tfds import faces, labels
 
-LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+LABELS = labels.FER2013
 CROP_SIZE = 48
 NUM_LANDMARKS = 68
-CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
+
+@functools.cache
+def _exports_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="emopy-test-exports-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
-class _LinearEmotionModel(tf.Module):
-    """softmax(pixels @ W + landmarks @ V + bias): deterministic weights, the export's signatures."""
+@functools.cache
+def _exported(landmarks: bool, bias: float, model_name: str) -> Path:
+    """The version folder `emopy export` wrote for this kind of model, exported the first time it is asked for."""
+    import models
+    from pipeline import cli, run_dir
 
-    def __init__(self, *, landmarks: bool, bias: float, labels_path: str, face_spec_path: str):
-        super().__init__()
-        rng = np.random.default_rng(0)
-        num_classes = len(LABELS)
-        self.uses_landmarks = landmarks
-        self.pixel_weights = tf.Variable(rng.normal(0, 0.05, (CROP_SIZE * CROP_SIZE, num_classes)), dtype=tf.float32)
-        self.landmark_weights = tf.Variable(rng.normal(0, 0.01, (NUM_LANDMARKS * 2, num_classes)), dtype=tf.float32)
-        # A bias that differs per class, so versions written with different `bias` predict differently.
-        self.bias = tf.Variable(bias * np.linspace(-1.0, 1.0, num_classes), dtype=tf.float32)
-        self.labels = tf.constant(LABELS)
-        # Assets are copied into the SavedModel's assets/ folder, as the real export does.
-        self.labels_asset = tf.saved_model.Asset(labels_path)
-        self.face_spec_asset = tf.saved_model.Asset(face_spec_path)
-
-    def scores(self, image: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
-        flat = tf.reshape(tf.cast(image, tf.float32) / 255.0, [-1, CROP_SIZE * CROP_SIZE])
-        logits = tf.matmul(flat, self.pixel_weights) + self.bias
-        if landmarks is not None:
-            logits += tf.matmul(tf.reshape(landmarks, [-1, NUM_LANDMARKS * 2]) / CROP_SIZE, self.landmark_weights)
-        probabilities = tf.nn.softmax(logits)
-        class_ids = tf.argmax(probabilities, axis=1)
-        return {"probabilities": probabilities, "classes": tf.gather(self.labels, class_ids), "class_ids": class_ids}
-
-    def decode(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        def one(encoded: tf.Tensor) -> tf.Tensor:
-            image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
-            return tf.cast(tf.round(tf.image.resize(image, [CROP_SIZE, CROP_SIZE])), tf.uint8)
-
-        return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([CROP_SIZE, CROP_SIZE, 1], tf.uint8))
-
-    def classify(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        features = {"image_bytes": tf.io.FixedLenFeature([], tf.string)}
-        if self.uses_landmarks:
-            features["landmarks"] = tf.io.FixedLenFeature([NUM_LANDMARKS * 2], tf.float32)
-        examples = tf.io.parse_example(serialized, features)
-        landmarks = tf.reshape(examples["landmarks"], [-1, NUM_LANDMARKS, 2]) if self.uses_landmarks else None
-        probabilities = self.scores(self.decode(examples["image_bytes"]), landmarks)["probabilities"]
-        classes = tf.tile(self.labels[tf.newaxis, :], [tf.shape(probabilities)[0], 1])
-        return {"classes": classes, "scores": probabilities}
-
-    def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
-        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
-        pixels_spec = tf.TensorSpec([None, CROP_SIZE, CROP_SIZE, 1], tf.uint8, name="image")
-        landmarks_spec = tf.TensorSpec([None, NUM_LANDMARKS, 2], tf.float32, name="landmarks")
-        serialized_spec = tf.TensorSpec([None], tf.string, name="inputs")
-        if self.uses_landmarks:
-            serving_default = tf.function(lambda image_bytes, landmarks: self.scores(self.decode(image_bytes), landmarks))
-            pixels = tf.function(lambda image, landmarks: self.scores(image, landmarks))
-            concrete = {
-                "serving_default": serving_default.get_concrete_function(image_bytes=bytes_spec, landmarks=landmarks_spec),
-                "pixels": pixels.get_concrete_function(image=pixels_spec, landmarks=landmarks_spec),
-            }
-        else:
-            serving_default = tf.function(lambda image_bytes: self.scores(self.decode(image_bytes), None))
-            pixels = tf.function(lambda image: self.scores(image, None))
-            concrete = {
-                "serving_default": serving_default.get_concrete_function(image_bytes=bytes_spec),
-                "pixels": pixels.get_concrete_function(image=pixels_spec),
-            }
-        concrete["classify"] = tf.function(lambda inputs: self.classify(inputs)).get_concrete_function(inputs=serialized_spec)
-        return concrete
+    folder = Path(tempfile.mkdtemp(prefix="export-", dir=_exports_folder()))
+    # A run directory as `emopy train` leaves it, holding an untrained model (as tests/test_predict.py makes one).
+    run = folder / "run"
+    run.mkdir()
+    architecture = "multi_input" if landmarks else "cnn"
+    spec = models.InputSpec(kind="image_landmarks" if landmarks else "image", image_size=CROP_SIZE, channels=1)
+    model = models.build(architecture, spec, len(LABELS))
+    # A bias that differs per class on the output layer, so versions written with different `bias` predict
+    # differently.
+    head = [layer for layer in model.layers if getattr(layer, "bias", None) is not None][-1]
+    head.bias.assign(head.bias.numpy() + bias * np.linspace(-1.0, 1.0, len(LABELS)))
+    model.save(str(run / run_dir.MODEL_FILE))
+    (run / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": list(LABELS),
+                                                     "train": {"model": architecture}}))
+    (run / run_dir.LABELS_FILE).write_text("".join(f"{name}\n" for name in LABELS))
+    (run / run_dir.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=CROP_SIZE).to_json() + "\n")
+    code = cli.main(["export", "--run", str(run), "--model-base-path", str(folder / "base"), "--version", "1",
+                     "--model-name", model_name])
+    assert code == 0, f"emopy export of {run} failed"
+    return folder / "base" / "1"
 
 
-def set_signature_method_name(saved_model_dir: Path, signature_name: str, method_name: str) -> None:
-    """Rewrites one SignatureDef's method_name in saved_model.pb (tf.saved_model.save always writes 'predict')."""
+def _drop_signature(version_dir: Path, name: str) -> None:
+    """Removes one signature from saved_model.pb and its requests from the warmup file, as an export made before
+    emopy wrote that signature lacks them."""
+    import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
 
-    path = saved_model_dir / "saved_model.pb"
+    from serving import layout
+
+    path = version_dir / "saved_model.pb"
     saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
-    saved_model.meta_graphs[0].signature_def[signature_name].method_name = method_name
+    del saved_model.meta_graphs[0].signature_def[name]
     path.write_bytes(saved_model.SerializeToString())
+    warmup = version_dir / layout.WARMUP_FILE
+    records = [record.numpy() for record in tf.data.TFRecordDataset(str(warmup))]
+    with tf.io.TFRecordWriter(str(warmup)) as writer:
+        for record in records:
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            if getattr(log, log.WhichOneof("log_type")).request.model_spec.signature_name != name:
+                writer.write(record)
+
+
+def write_test_model(base: Path, version: int, *, landmarks: bool = False, bias: float = 0.0,
+                     model_name: str = "emotion", face_spec_signature: bool = True) -> Path:
+    """Writes BASE/<version>/ as `emopy export` does and returns that folder.
+
+    face_spec_signature=False: without the `face_spec` signature, as exports made before emopy wrote it.
+    Copied into a sibling temporary folder and renamed into place, as `emopy export` does, so a server polling
+    BASE never sees half of it.
+    """
+    from serving import layout
+
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    shutil.copytree(_exported(landmarks, bias, model_name), staging, dirs_exist_ok=True)
+    if not face_spec_signature:
+        _drop_signature(staging, layout.FACE_SPEC_SIGNATURE)
+    target = base / str(version)
+    staging.rename(target)
+    return target
 
 
 def face_crop(size: int = CROP_SIZE, *, shift: int = 0) -> np.ndarray:
@@ -117,50 +119,3 @@ def face_png(size: int = CROP_SIZE, *, shift: int = 0) -> bytes:
 def face_landmarks(seed: int = 0, size: int = CROP_SIZE) -> np.ndarray:
     """68 plausible (x, y) points inside a crop of side `size`, float32 (68, 2)."""
     return np.random.default_rng(seed).uniform(0.1 * size, 0.9 * size, (NUM_LANDMARKS, 2)).astype(np.float32)
-
-
-def _write_warmup_requests(version_dir: Path, model_name: str, *, landmarks: bool) -> None:
-    # What TF Serving replays before it makes a version available: PredictionLog records in a TFRecord file.
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([face_png()], dtype=tf.string, shape=[1]))
-    if landmarks:
-        request.inputs["landmarks"].CopyFrom(tf.make_tensor_proto(face_landmarks()[np.newaxis]))
-    record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-    extra = version_dir / "assets.extra"
-    extra.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        writer.write(record.SerializeToString())
-
-
-def write_test_model(base: Path, version: int, *, landmarks: bool = False, bias: float = 0.0,
-                     model_name: str = "emotion") -> Path:
-    """Writes BASE/<version>/ like serving/export.py does and returns that folder.
-
-    Written into a sibling temporary folder and renamed into place, as an export should be, so a server
-    polling BASE never sees half of it.
-    """
-    base = Path(base)
-    base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
-    asset_sources = Path(tempfile.mkdtemp(prefix=".assets-", dir=base))
-    labels_path = asset_sources / "labels.txt"
-    labels_path.write_text("\n".join(LABELS) + "\n")
-    face_spec_path = asset_sources / "face_spec.json"
-    face_spec_path.write_text(json.dumps(json.loads(faces.FaceSpec(crop_size=CROP_SIZE).to_json()), indent=2))
-
-    model = _LinearEmotionModel(landmarks=landmarks, bias=bias, labels_path=str(labels_path),
-                                face_spec_path=str(face_spec_path))
-    tf.saved_model.save(model, str(staging), signatures=model.signatures())
-    set_signature_method_name(staging, "classify", CLASSIFY_METHOD_NAME)
-    _write_warmup_requests(staging, model_name, landmarks=landmarks)
-
-    for source in asset_sources.iterdir():
-        source.unlink()
-    asset_sources.rmdir()
-    target = base / str(version)
-    staging.rename(target)
-    return target

@@ -92,7 +92,7 @@ def test_predictions_csv_refuses_mismatched_lengths(tmp_path):
 
 
 def _export(folder: Path, model: str, spec, classes: Sequence[str]) -> Path:
-    """BASE/1 exported from a hand-made run directory holding an untrained `model` (as tests/test_predict.py
+    """BASE/1 exported from a hand-made run directory holding an untrained `model` (as tests/serving_fixtures.py
     makes one): the real export and signatures, without training."""
     import models
     from pipeline import run_dir
@@ -112,11 +112,13 @@ def _export(folder: Path, model: str, spec, classes: Sequence[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def export_base(tmp_path_factory) -> Path:
-    """An untrained multi_input (image + landmarks) export for fer2013's classes."""
-    import models
+    """An untrained multi_input (image + landmarks) export for fer2013's classes (the session's, shared with the
+    serving tests)."""
+    from serving_fixtures import write_test_model
 
-    return _export(tmp_path_factory.mktemp("multi_input"), "multi_input", models.InputSpec(kind="image_landmarks"),
-                   labels.FER2013)
+    base = tmp_path_factory.mktemp("multi_input") / "export"
+    write_test_model(base, 1, landmarks=True)
+    return base
 
 
 def _rows(path: str | Path) -> list[dict[str, str]]:

@@ -26,20 +26,12 @@ VIDEO_FRAMES, VIDEO_FPS = 20, 10.0
 
 @pytest.fixture(scope="module")
 def export_base(tmp_path_factory) -> Path:
-    """BASE/1 exported from a run directory holding an untrained multi_input model for fer2013's classes."""
-    import models
-    from pipeline import run_dir
-    from serving import export
+    """BASE/1: `emopy export` of an untrained multi_input model for fer2013's classes (the session's, shared with
+    the serving tests)."""
+    from serving_fixtures import write_test_model
 
-    run = tmp_path_factory.mktemp("run")
-    spec = models.InputSpec(kind="image_landmarks", image_size=48, channels=1)
-    models.build("multi_input", spec, len(CLASSES)).save(str(run / run_dir.MODEL_FILE))
-    (run / run_dir.CONFIG_FILE).write_text(json.dumps({"input_spec": spec.__dict__, "class_names": CLASSES,
-                                                     "train": {"model": "multi_input"}}))
-    (run / run_dir.LABELS_FILE).write_text("".join(f"{name}\n" for name in CLASSES))
-    (run / run_dir.FACE_SPEC_FILE).write_text(faces.FaceSpec(crop_size=48).to_json() + "\n")
     base = tmp_path_factory.mktemp("exports") / "emotion"
-    export.export(run, base)
+    write_test_model(base, 1, landmarks=True)
     return base
 
 

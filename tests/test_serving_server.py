@@ -1,7 +1,7 @@
-"""The local TF Serving stand-in and EmotionClient: real gRPC/REST over loopback against tiny SavedModels.
+"""The local TF Serving stand-in and EmotionClient: real gRPC/REST over loopback against real exports.
 
-Every server listens on port 0 (a free port). Models come from tests/serving_fixtures.py, whose signatures
-have the export's names, dtypes and shapes; results are compared with calling the SavedModel directly.
+Every server listens on port 0 (a free port). Models are what `emopy export` writes, of small untrained models
+(tests/serving_fixtures.py); results are compared with calling the SavedModel directly.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from emopy_tfds import faces
 from serving.client import EmotionClient, ServingRequestError
 from serving.local_server import ModelServer
 from serving_fixtures import LABELS, face_crop, face_landmarks, face_png, write_test_model
@@ -452,15 +453,16 @@ def test_client_predict_pixels_and_classify_agree_with_predict(client):
     assert [list(scores) for scores in classified] == [list(LABELS)] * 2
     np.testing.assert_allclose([list(scores.values()) for scores in classified], by_bytes, rtol=1e-5)
 
-    # The pixels signature on the pixels the bytes signature decodes gives the same answer.
-    pixels = np.stack([tf.io.decode_image(face_png(shift=shift), channels=1).numpy() for shift in (0, 4)])
+    # The pixels signature on the pixels the bytes signature decodes (the PNG's RGB, to grey as the export does: a
+    # 48 px crop needs no resizing) gives the same answer.
+    pixels = np.stack([tf.image.rgb_to_grayscale(face_crop(shift=shift)).numpy() for shift in (0, 4)])
     by_pixels = client.predict_pixels(pixels)["probabilities"]
     np.testing.assert_allclose(by_pixels, by_bytes, rtol=1e-5)
 
 
 def test_client_metadata_and_status(client):
     signatures = client.metadata()
-    assert set(signatures) == {"serving_default", "pixels", "classify"}
+    assert set(signatures) == {"serving_default", "pixels", "classify", "face_spec"}
     assert signatures["serving_default"]["inputs"] == {"image_bytes": {"dtype": "string", "shape": [None]}}
     assert signatures["serving_default"]["outputs"]["probabilities"] == {"dtype": "float32",
                                                                          "shape": [None, len(LABELS)]}
@@ -522,15 +524,33 @@ def test_rest_predict_classify_metadata_and_status_agree_with_grpc(plain_server,
         np.testing.assert_allclose([list(s.values()) for s in rest_client.classify(crops)], by_grpc["probabilities"],
                                    rtol=1e-5)
         assert rest_client.metadata() == client.metadata()
-        # This hand-made model has no `face_spec` signature, as exports made before it: NOT_FOUND, either way.
-        for either in (client, rest_client):
-            with pytest.raises(ServingRequestError) as caught:
-                either.model_assets()
-            assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "face_spec" in caught.value.details()
+        # The export's face spec and class names, from its `face_spec` signature, either way.
+        assert rest_client.model_assets() == client.model_assets() == (faces.FaceSpec(crop_size=48), list(LABELS))
         assert rest_client.status() == {1: "AVAILABLE"}
         with pytest.raises(ServingRequestError) as caught:
             rest_client.predict(b"not an image")
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_export_made_before_the_face_spec_signature_still_serves_a_recognizer(tmp_path):
+    """Without the `face_spec` signature, model_assets is NOT_FOUND either way, and a Recognizer of the server takes
+    the class names from one Classify call and the default FaceSpec for the crop size."""
+    from serving.predict import Recognizer
+
+    write_test_model(tmp_path, 1, face_spec_signature=False)
+    with ModelServer(tmp_path, MODEL, port=0, rest_port=0) as server, \
+            EmotionClient(f"127.0.0.1:{server.ports.grpc}", MODEL) as client, \
+            EmotionClient(f"127.0.0.1:{server.ports.rest}", MODEL, rest=True) as rest_client:
+        assert set(client.metadata()) == {"serving_default", "pixels", "classify"}
+        for either in (client, rest_client):
+            with pytest.raises(ServingRequestError) as caught:
+                either.model_assets()
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "face_spec" in caught.value.details()
+        with Recognizer.from_server(f"127.0.0.1:{server.ports.grpc}", MODEL) as recognizer:
+            assert recognizer.classes == LABELS and recognizer.face_spec == faces.FaceSpec(crop_size=48)
+            grey = tf.image.rgb_to_grayscale(face_crop()).numpy()
+            np.testing.assert_allclose(recognizer.classify_crops([grey]), client.predict(face_crop())["probabilities"],
+                                       rtol=1e-5)
 
 
 def test_rest_api_formats(plain_server, landmark_server):
