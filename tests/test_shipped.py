@@ -236,6 +236,7 @@ def test_emopy_predict_cropped_flag(tmp_path, astronaut, astronaut_face):
 def test_emopy_serve_without_a_base_path_answers_grpc_predict(astronaut, astronaut_face):
     from serving.client import EmotionClient
 
+    default_classes = tuple(PINS[shipped.DEFAULT]["classes"])  # the default model's, in output order
     crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image
     server = subprocess.Popen(["emopy", "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -246,17 +247,17 @@ def test_emopy_serve_without_a_base_path_answers_grpc_predict(astronaut, astrona
         with EmotionClient(f"127.0.0.1:{port}") as client:
             result = client.predict(crop)
             # What the shipped export's assets hold reaches a client of the server, which cannot read them.
-            assert client.model_assets() == (faces.FER2013_FRAMING, list(labels.FER2013))
-        assert result["probabilities"].shape == (1, len(labels.FER2013))
+            assert client.model_assets() == (faces.FER2013_FRAMING, list(default_classes))
+        assert result["probabilities"].shape == (1, len(default_classes))
         assert result["probabilities"].sum() == pytest.approx(1.0, abs=1e-5)
         # So a Recognizer of the server (`emopy predict --server` without --model) frames faces as fer2013's were.
         with predict.Recognizer.from_server(f"127.0.0.1:{port}") as recognizer:
-            assert recognizer.face_spec == faces.FER2013_FRAMING and recognizer.classes == labels.FER2013
+            assert recognizer.face_spec == faces.FER2013_FRAMING and recognizer.classes == default_classes
             table = recognizer.predict_image(sample_photo())
         with predict.Recognizer.default() as local:
             expected = local.predict_image(sample_photo())
-        np.testing.assert_allclose(table[list(labels.FER2013)].to_numpy(dtype=float),
-                                   expected[list(labels.FER2013)].to_numpy(dtype=float), atol=1e-5)
+        np.testing.assert_allclose(table[list(default_classes)].to_numpy(dtype=float),
+                                   expected[list(default_classes)].to_numpy(dtype=float), atol=1e-5)
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
