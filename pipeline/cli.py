@@ -9,6 +9,7 @@ import sys
 from typing import Sequence
 
 from emopy_tfds.detection import DETECTORS
+from emopy_tfds.images import MAX_IMAGE_PIXELS
 from pipeline import landmarks, train_config
 from serving import quiet, shipped
 from serving.layout import DEFAULT_MODEL_NAME
@@ -104,14 +105,22 @@ def _parser() -> argparse.ArgumentParser:
                           "./evaluation-DATASET-SPLIT.json for an export, ./evaluation-photos-LABELS.json for photos")
 
     export = commands.add_parser("export", help="a run as a versioned SavedModel for TF Serving")
-    export.add_argument("--run", required=True, nargs="+", metavar="RUN_DIR",
-                        help="a finished run; several serve as an ensemble, the mean of their probabilities")
+    exported = export.add_mutually_exclusive_group(required=True)
+    exported.add_argument("--run", nargs="+", metavar="RUN_DIR",
+                          help="a finished run; several serve as an ensemble, the mean of their probabilities")
+    exported.add_argument("--from-export", metavar="BASE/N|NAME", help="an existing export (BASE/N, BASE for its "
+                          f"highest version, or a shipped model: {', '.join(shipped.SHIPPED)}): its model, assets and "
+                          "provenance as they are, in today's signatures")
     export.add_argument("--model-base-path", required=True, metavar="BASE", help="writes BASE/<version>/")
     export.add_argument("--version", type=int, metavar="N", help="default: the next free version under BASE")
     export.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="NAME",
                         help="the name in models.config and the warmup requests")
     export.add_argument("--test-time-flip", action="store_true",
                         help="average each face's probabilities with its mirror image's (image-only models)")
+    export.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS, metavar="N",
+                        help="the signatures that decode images refuse one whose header declares more pixels, "
+                        f"before decoding it; recorded in assets/export.json (default: {MAX_IMAGE_PIXELS}, the photo "
+                        "reader's)")
 
     serve = commands.add_parser("serve", help="a local server speaking TF Serving's gRPC (and REST) API")
     serve.add_argument("--model-base-path", "--model", metavar="BASE|NAME",
@@ -247,9 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def export_and_print():
             notes: list[str] = []  # what became of BASE's models.config and batching parameters
-            path = export.export(args.run, args.model_base_path, args.version, args.model_name,
-                                 test_time_flip=args.test_time_flip, report=notes.append)
-            print(f"exported {' + '.join(args.run)} to {path}")
+            if args.from_export:
+                from serving import reexport
+
+                if args.test_time_flip:
+                    raise ValueError("--test-time-flip goes with --run: --from-export keeps what its export serves")
+                path = reexport.reexport(shipped.resolve_model(args.from_export), args.model_base_path, args.version,
+                                         args.model_name, max_image_pixels=args.max_image_pixels, report=notes.append)
+            else:
+                path = export.export(args.run, args.model_base_path, args.version, args.model_name,
+                                     test_time_flip=args.test_time_flip, max_image_pixels=args.max_image_pixels,
+                                     report=notes.append)
+            print(f"exported {args.from_export or ' + '.join(args.run)} to {path}")
             for note in notes:
                 print(f"  {note}")
             print(f"  serve: emopy serve --model-base-path {args.model_base_path} --model-name {args.model_name}")

@@ -18,6 +18,10 @@ classify signature (a tf.Example has no natural place for a clip).
 
 Every signature hands the Keras model what training fed it, uint8 crops and landmarks in crop pixels; the
 model's own first layers scale the pixels and compute the landmark features (models.preprocessing).
+
+Every signature that decodes images (serving_default, classify) first reads each image's size from its header and
+refuses one over `max_image_pixels` (serving/pixel_limit.py), which assets/export.json records.
+`emopy export --from-export BASE/N` (serving/reexport.py) writes these signatures around an older export's model.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ import models
 from emopy_tfds import faces
 from emopy_tfds.data import sample_photo
 from models import test_time
-from pipeline.run_dir import LABELS_FILE, RunDir
-from serving import layout, provenance, tflite
+from pipeline.run_dir import RunDir
+from serving import layout, pixel_limit, provenance, tflite
 from serving.layout import DEFAULT_MODEL_NAME
 
 BATCHING_FILE = "batching_parameters.txt"
@@ -56,9 +60,11 @@ num_batch_threads { value: 4 }
 """
 
 
-def _decode_crop(encoded: tf.Tensor, size: int, channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """One encoded crop -> uint8 [size, size, channels], and its original (height, width)."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+def _decode_crop(encoded: tf.Tensor, size: int, channels: int, max_pixels: int,
+                 which: Callable[[], tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    """One encoded crop -> uint8 [size, size, channels], and its original (height, width); one whose header declares
+    more than max_pixels pixels is refused, naming it by which(), before it is decoded."""
+    image = pixel_limit.decode_image(encoded, max_pixels, which)
     image.set_shape([None, None, 3])
     original = tf.cast(tf.shape(image)[:2], tf.float32)
     if channels == 1:
@@ -69,16 +75,41 @@ def _decode_crop(encoded: tf.Tensor, size: int, channels: int) -> tuple[tf.Tenso
     return tf.cast(tf.round(tf.clip_by_value(pixels, 0, 255)), tf.uint8), original
 
 
-class ServingModule(tf.Module):
-    """The Keras model with its preprocessing and label names, as SavedModel signatures."""
+# Probabilities [batch(, T), K] of uint8 crops [batch(, T), S, S, C] and landmarks in their pixels (None for models
+# without): what the signatures wrap, a Keras model's call (keras_probabilities) or an older export's `pixels`.
+Probabilities = Callable[[tf.Tensor, "tf.Tensor | None"], tf.Tensor]
 
-    def __init__(self, model, spec: models.InputSpec, class_names: list[str], face_spec: faces.FaceSpec,
-                 asset_dir: Path):
+
+def _keras_inputs(spec: models.InputSpec, pixels: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
+    """The Keras model's inputs, by name, as training fed them."""
+    inputs = {}
+    if spec.uses_images:
+        inputs["frames" if spec.is_sequence else "image"] = pixels
+    if spec.uses_landmarks:
+        inputs["landmarks"] = landmarks
+    return inputs
+
+
+def keras_probabilities(model, spec: models.InputSpec) -> Probabilities:
+    # A partial and a lambda are not tracked: ServingModule saves the model's weights, not the Keras model, whose
+    # per-layer call traces no signature runs (40 % of saved_model.pb; more for ensembles).
+    run = functools.partial(model, training=False)
+    return lambda pixels, landmarks: run(_keras_inputs(spec, pixels, landmarks))
+
+
+class ServingModule(tf.Module):
+    """A model with its preprocessing and label names, as SavedModel signatures.
+
+    probabilities: what the model computes (Probabilities); weights: the variables it reads, which are saved.
+    max_pixels: the most pixels an image's header may declare in the signatures that decode images.
+    """
+
+    def __init__(self, probabilities: Probabilities, weights: Sequence[tf.Variable], spec: models.InputSpec,
+                 class_names: list[str], face_spec: faces.FaceSpec, asset_dir: Path, max_pixels: int):
         super().__init__()
-        # The model's weights are saved, not the Keras model: tracking it would also save every layer's Keras call
-        # traces, which no signature runs (40 % of saved_model.pb; more for ensembles). A partial is not tracked.
-        self.weights = list(model.weights)
-        self._run_model = functools.partial(model, training=False)
+        self.weights = list(weights)
+        self._probabilities = probabilities
+        self.max_pixels = max_pixels
         self.spec = spec
         self.class_names = tf.constant(class_names)
         self.face_spec_json = tf.constant(face_spec.to_json())
@@ -109,24 +140,21 @@ class ServingModule(tf.Module):
         """Encoded crops [batch(, T)] -> pixels [batch(, T), S, S, C] and each crop's (height, width)."""
         size, channels = self.spec.image_size, self.spec.channels
         flat = tf.reshape(image_bytes, [-1])
-        pixels, originals = tf.map_fn(
-            lambda encoded: _decode_crop(encoded, size, channels), flat,
-            fn_output_signature=(tf.TensorSpec([size, size, channels], tf.uint8), tf.TensorSpec([2], tf.float32)))
         leading = tf.shape(image_bytes)
+        # One image at a time: a crop of 200 px costs little either way, but an image near the pixel limit costs
+        # ~19 bytes a pixel while it is decoded, grayed and resized (1.5 GB at 9000x9000), and map_fn's default of
+        # 10 at once would make a batch of them cost ten times that.
+        pixels, originals = tf.map_fn(
+            lambda item: _decode_crop(item[0], size, channels, self.max_pixels,
+                                      lambda: pixel_limit.image_name(item[1], leading)),
+            (flat, tf.range(tf.size(flat))), parallel_iterations=1,
+            fn_output_signature=(tf.TensorSpec([size, size, channels], tf.uint8), tf.TensorSpec([2], tf.float32)))
         pixels = tf.reshape(pixels, tf.concat([leading, [size, size, channels]], 0))
         originals = tf.reshape(originals, tf.concat([leading, [2]], 0))
         return pixels, originals
 
-    def _inputs(self, pixels: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
-        inputs = {}
-        if self.spec.uses_images:
-            inputs["frames" if self.spec.is_sequence else "image"] = pixels
-        if self.spec.uses_landmarks:
-            inputs["landmarks"] = landmarks
-        return inputs
-
-    def _outputs(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        probabilities = tf.cast(self._run_model(inputs), tf.float32)
+    def _outputs(self, pixels: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(self._probabilities(pixels, landmarks), tf.float32)
         class_ids = tf.argmax(probabilities, axis=-1)
         return {"probabilities": probabilities, "classes": tf.gather(self.class_names, class_ids),
                 "class_ids": class_ids}
@@ -141,18 +169,18 @@ class ServingModule(tf.Module):
 
     def _bytes(self, image_bytes):
         pixels, _ = self._decode(image_bytes)
-        return self._outputs(self._inputs(pixels, None))
+        return self._outputs(pixels, None)
 
     def _bytes_with_landmarks(self, image_bytes, landmarks):
         pixels, originals = self._decode(image_bytes)
         landmarks = self._to_model_pixels(landmarks, originals, self.spec.image_size)
-        return self._outputs(self._inputs(pixels, landmarks))
+        return self._outputs(pixels, landmarks)
 
     def _pixels(self, image):
-        return self._outputs(self._inputs(image, None))
+        return self._outputs(image, None)
 
     def _pixels_with_landmarks(self, image, landmarks):
-        return self._outputs(self._inputs(image, landmarks))
+        return self._outputs(image, landmarks)
 
     def _face_spec(self, request):
         # A server does not hand out its assets, yet its clients must cut faces as training did. The request's
@@ -300,9 +328,17 @@ def _runs(run_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> list[RunD
     return runs
 
 
+def check_max_pixels(limit: int) -> int:
+    """The pixel limit, if it is one (a positive whole number); else a ValueError naming the flag."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"{pixel_limit.FLAG} must be a positive whole number of pixels, not {limit!r}; nothing was "
+                         f"exported")
+    return limit
+
+
 def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_path: str | os.PathLike,
            version: int | None = None, model_name: str = DEFAULT_MODEL_NAME, test_time_flip: bool = False,
-           report: Callable[[str], object] = logging.info) -> Path:
+           max_image_pixels: int = faces.MAX_IMAGE_PIXELS, report: Callable[[str], object] = logging.info) -> Path:
     """Writes BASE/<version>/ (default: the next free version) from a finished run; returns its path.
 
     run_dir: one run, or several runs (of the same classes, inputs and face framing) to serve as an ensemble:
@@ -310,12 +346,12 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
     test_time_flip: serve the mean of the model's probabilities over each face and its mirror image
     (models.test_time.flip_averaged; image-only models). assets/export.json records it, and where the runs
     came from (serving/provenance.py).
+    max_image_pixels: the signatures that decode images refuse one whose header declares more pixels, before
+    decoding it (default: the photo reader's limit); assets/export.json records it, for the Recognizer.
     report: called with a line for each of BASE's TF Serving files, saying what became of it (`emopy export`
     prints them).
-
-    The version folder appears complete or not at all (written beside it, then renamed), since a server
-    polling BASE may load it the moment it appears.
     """
+    check_max_pixels(max_image_pixels)
     runs = _runs(run_dir)
     run = runs[0]
     base = Path(model_base_path).expanduser()
@@ -323,7 +359,25 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
     model = run.load_model() if len(runs) == 1 else test_time.ensemble_averaged([each.load_model() for each in runs])
     if test_time_flip:
         model = test_time.flip_averaged(model)
-    spec, face_spec = run.input_spec, run.face_spec
+    record = {**provenance.export_record(runs, test_time_flip), layout.MAX_PIXELS_KEY: max_image_pixels}
+    return write_export(base, version, model_name, server_config, keras_probabilities(model, run.input_spec),
+                        model.weights, layout.ExportAssets(run.class_names, run.face_spec, run.input_spec), record,
+                        report=report)
+
+
+def write_export(base: Path, version: int | None, model_name: str,
+                 server_config: model_server_config_pb2.ModelServerConfig, probabilities: Probabilities,
+                 weights: Sequence[tf.Variable], assets: layout.ExportAssets, record: dict,
+                 tflite_model: bytes | None = None, report: Callable[[str], object] = logging.info) -> Path:
+    """Writes BASE/<version>/ around a model (its probabilities and weights), with its assets and `record` as
+    assets/export.json (whose max_image_pixels the signatures apply), then BASE's TF Serving files; returns the
+    version folder. tflite_model: the `pixels` signature as TensorFlow Lite, if it is known (else converted).
+
+    The version folder appears complete or not at all (written beside it, then renamed), since a server
+    polling BASE may load it the moment it appears.
+    """
+    class_names, face_spec, spec = assets
+    limit = check_max_pixels(record[layout.MAX_PIXELS_KEY])
     version = layout.next_version(base) if version is None else version
     if version < 1:
         raise ValueError(f"versions are positive integers, not {version}")
@@ -334,27 +388,28 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
     staging = base / f".{version}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        assets = staging.with_name(staging.name + "-assets")
-        assets.mkdir(parents=True)
-        shutil.copy(run.path / LABELS_FILE, assets / layout.LABELS_ASSET)
-        (assets / layout.FACE_SPEC_ASSET).write_text(face_spec.to_json() + "\n")
-        (assets / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
-        (assets / layout.EXPORT_ASSET).write_text(
-            json.dumps(provenance.export_record(runs, test_time_flip), indent=2) + "\n")
-        module = ServingModule(model, spec, run.class_names, face_spec, assets)
+        asset_dir = staging.with_name(staging.name + "-assets")
+        asset_dir.mkdir(parents=True)
+        (asset_dir / layout.LABELS_ASSET).write_text("".join(name + "\n" for name in class_names))
+        (asset_dir / layout.FACE_SPEC_ASSET).write_text(face_spec.to_json() + "\n")
+        (asset_dir / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
+        (asset_dir / layout.EXPORT_ASSET).write_text(json.dumps(record, indent=2) + "\n")
+        module = ServingModule(probabilities, weights, spec, class_names, face_spec, asset_dir, limit)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
                       layout.PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function(),
                       layout.FACE_SPEC_SIGNATURE: module.serve_face_spec.get_concrete_function()}
         if not spec.is_sequence:
             signatures["classify"] = module.classify.get_concrete_function()
         tf.saved_model.save(module, str(staging), signatures=signatures)
-        shutil.rmtree(assets)
+        shutil.rmtree(asset_dir)
         _set_classify_method(staging)
         (staging / layout.WARMUP_FILE).parent.mkdir()
         with tf.io.TFRecordWriter(str(staging / layout.WARMUP_FILE)) as writer:
             for record_bytes in warmup_records(spec, sample_face(face_spec), model_name):
                 writer.write(record_bytes)
-        if not spec.is_sequence:  # the Recognizer classifies single faces only
+        if tflite_model is not None:
+            (staging / layout.TFLITE_FILE).write_bytes(tflite_model)
+        elif not spec.is_sequence:  # the Recognizer classifies single faces only
             _write_tflite(staging)
         staging.rename(target)
     finally:

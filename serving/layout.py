@@ -2,7 +2,8 @@
 
     BASE/models.config                  a TF Serving model config naming BASE
     BASE/<version>/saved_model.pb       one folder per version, 1, 2, ...; the highest is served
-    BASE/<version>/assets/              labels.txt, face_spec.json, input_spec.json, export.json
+    BASE/<version>/assets/              labels.txt, face_spec.json, input_spec.json, export.json (provenance, and
+                                        max_image_pixels: the most pixels an image's header may declare)
     BASE/<version>/assets.extra/tf_serving_warmup_requests
     BASE/<version>/assets.extra/pixels.tflite   the `pixels` signature for TensorFlow Lite (serving/tflite.py)
 
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -35,6 +37,8 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 PIXELS_SIGNATURE = "pixels"
 # The signature that hands a server's clients what its assets hold: the face spec and the class names.
 FACE_SPEC_SIGNATURE = "face_spec"
+# export.json's entry for the most pixels an image's header may declare in the signatures that decode images.
+MAX_PIXELS_KEY = "max_image_pixels"
 
 
 class ExportAssets(NamedTuple):
@@ -87,3 +91,20 @@ def read_assets(version_dir: str | os.PathLike) -> ExportAssets:
                             models.InputSpec.from_json((assets / INPUT_SPEC_ASSET).read_text()))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{version_dir}: not an emopy export (missing {error.filename})") from None
+
+
+def max_image_pixels(version_dir: str | os.PathLike) -> int:
+    """The pixel limit an export's signatures apply to images (assets/export.json), which the Recognizer applies
+    to photos too; the photo reader's own limit for exports made before it was recorded (whose signatures have
+    none: `emopy export --from-export` adds it)."""
+    path = Path(version_dir) / ASSETS / EXPORT_ASSET
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return faces.MAX_IMAGE_PIXELS
+    except ValueError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+    limit = record.get(MAX_PIXELS_KEY, faces.MAX_IMAGE_PIXELS) if isinstance(record, dict) else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"{path}: {MAX_PIXELS_KEY} must be a positive whole number, not {limit!r}")
+    return limit

@@ -4,7 +4,12 @@
      "members": [{"run": "vgg_small80", "model": "vgg_small",
                   "command": "emopy train --dataset fer2013 --model vgg_small --epochs 80 --out vgg_small80",
                   "datasets": [{"name": "fer2013", "config": "original", "version": "1.0.0",
-                                "fingerprint": "sha256:..."}]}]}
+                                "fingerprint": "sha256:..."}]}],
+     "max_image_pixels": 100000000}
+
+max_image_pixels is not provenance but the export's setting that its signatures apply (serving/pixel_limit.py),
+kept here for the Recognizer (layout.max_image_pixels). An export re-written by `emopy export --from-export` keeps
+its record and adds "reexported_by": {"emopy_version": ..., "git_commit": ...} (serving/reexport.py).
 
 No absolute path goes in: runs are named by their folder, the training command leaves out --data-dir, and the
 dataset is named by TFDS name, config and version. The fingerprint is a sha256 over each split's name, examples
@@ -12,7 +17,8 @@ per shard and bytes as the built dataset's dataset_info.json records them: cheap
 wherever the same build is copied. A dataset the exporting machine cannot read has version and fingerprint null.
 
 Exports written before format 2 hold {"run": PATH, "model": ..., "test_time_flip": ..., "ensemble": [...]};
-nothing in emopy reads export.json, so they stay valid exports.
+emopy reads only max_image_pixels from export.json (the photo reader's limit where it is absent), so they stay
+valid exports.
 """
 
 from __future__ import annotations

@@ -112,11 +112,14 @@ class Recognizer:
       without a face and where HOG loses a face it was tracking.
     cropped: each image already is one face crop (fer2013's, another detector's output): no detection, the whole
       image is the face, framed as the fer2013 builder frames such crops (faces.crop_as_given).
+    max_pixels: photos (files, bytes) whose header declares more pixels are refused before decoding; from_export
+      takes the limit the export's signatures apply (layout.max_image_pixels).
     """
 
     def __init__(self, classify: Classifier, classes: Sequence[str], face_spec: faces.FaceSpec, inputs: ModelInput,
                  *, upsample: int = 0, detector: str | None = None, landmark_model: str | os.PathLike | None = None,
-                 cropped: bool = False, close: Callable[[], None] | None = None):
+                 cropped: bool = False, close: Callable[[], None] | None = None,
+                 max_pixels: int = faces.MAX_IMAGE_PIXELS):
         clashes = set(classes) & {*LEADING_COLUMNS, *TRAILING_COLUMNS}
         if clashes:
             raise ValueError(f"class names {sorted(clashes)} clash with the prediction table's columns")
@@ -136,6 +139,7 @@ class Recognizer:
         self.detector = faces.detection.check_detector(detector or face_spec.detector)
         self.landmark_model = landmark_model
         self.cropped = cropped
+        self.max_pixels = max_pixels
         self._close = close
         self._workers: ThreadPoolExecutor | None = None
 
@@ -153,10 +157,11 @@ class Recognizer:
         one (serving/tflite.py: the same probabilities, 3x as fast at batch 1), else through the SavedModel."""
         version_dir = layout.resolve_export(path)
         class_names, face_spec, _ = layout.read_assets(version_dir)
+        max_pixels = layout.max_image_pixels(version_dir)
         fast = tflite.classifier(version_dir)
         if fast is not None:
             return cls(fast, class_names, face_spec, model_input(fast.input_shapes), upsample=upsample,
-                       detector=detector, landmark_model=landmark_model, cropped=cropped)
+                       detector=detector, landmark_model=landmark_model, cropped=cropped, max_pixels=max_pixels)
 
         import tensorflow as tf  # tensorflow: heavy, needed only for a local export
 
@@ -175,7 +180,7 @@ class Recognizer:
             return loaded.signatures[PIXELS_SIGNATURE](**feeds)["probabilities"].numpy()
 
         return cls(classify, class_names, face_spec, inputs, upsample=upsample, detector=detector,
-                   landmark_model=landmark_model, cropped=cropped)
+                   landmark_model=landmark_model, cropped=cropped, max_pixels=max_pixels)
 
     @classmethod
     def from_server(cls, target: str, model_name: str = DEFAULT_MODEL_NAME, *, face_spec: faces.FaceSpec | None = None,
@@ -281,13 +286,13 @@ class Recognizer:
     def predict_frame(self, image: faces.ImageLike, *, file: str = "<image>", frame: int = 0,
                       seconds: float = 0.0) -> pd.DataFrame:
         """Rows for the faces of one image (path, bytes or RGB array); face ids 0, 1, ... largest first."""
-        found, probabilities = self.classify_faces(faces.load_image(image))
+        found, probabilities = self.classify_faces(faces.load_image(image, max_pixels=self.max_pixels))
         return face_table(found, probabilities, range(len(found)), self.classes, file=file, frame=frame,
                           seconds=seconds)
 
     def predict_image(self, path: str | os.PathLike, *, annotate_to: str | os.PathLike | None = None) -> pd.DataFrame:
         """Rows for the faces of a photo; raises faces.ImageError naming the file if it cannot be read."""
-        rgb = faces.load_image(path)
+        rgb = faces.load_image(path, max_pixels=self.max_pixels)
         table = self.predict_frame(rgb, file=str(path))
         if annotate_to is not None:
             overlay.save_rgb(str(annotate_to), annotate(rgb, table))

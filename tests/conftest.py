@@ -1,6 +1,9 @@
-"""Shared fixtures: real faces from scikit-image's astronaut photo (NASA, public domain)."""
+"""Shared fixtures: real faces from scikit-image's astronaut photo (NASA, public domain), built datasets, and
+short training runs with their exports."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +89,25 @@ def training_data(tmp_path_factory, astronaut):
     ck_plus_source = write_tree(tmp_path_factory.mktemp("ck_plus"), specs, layout="folders", photo=astronaut)
     _built(data_dir, "ck_plus", ck_plus_source, "emotion", "sequences", "facs")
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def runs(training_data, tmp_path_factory) -> dict[str, Path]:
+    """Finished runs (one short epoch) of an image model, an image + landmarks model and a sequence model."""
+    from pipeline import train
+
+    folder = tmp_path_factory.mktemp("runs")
+    settings = {"cnn": "fer2013", "multi_input": "fer2013", "landmark_lstm": "ck_plus/sequences"}
+    for model, dataset in settings.items():
+        train.run(train.TrainConfig(dataset=dataset, model=model, out=str(folder / model),
+                                    data_dir=str(training_data), epochs=1, batch_size=4, sequence_length=4))
+    return {model: folder / model for model in settings}
+
+
+@pytest.fixture(scope="session")
+def exported(runs, tmp_path_factory) -> dict[str, Path]:
+    """`runs` exported by serving/export.py with its defaults: BASE/1 of each, by model name."""
+    from serving import export
+
+    base = tmp_path_factory.mktemp("exports")
+    return {model: export.export(run, base / model) for model, run in runs.items()}

@@ -16,21 +16,7 @@ from pipeline.run_dir import RunDir
 from serving import export, layout
 
 
-@pytest.fixture(scope="module")
-def runs(training_data, tmp_path_factory) -> dict[str, Path]:
-    """Finished runs (one short epoch) of an image model, an image + landmarks model and a sequence model."""
-    folder = tmp_path_factory.mktemp("runs")
-    settings = {"cnn": "fer2013", "multi_input": "fer2013", "landmark_lstm": "ck_plus/sequences"}
-    for model, dataset in settings.items():
-        train.run(train.TrainConfig(dataset=dataset, model=model, out=str(folder / model),
-                                    data_dir=str(training_data), epochs=1, batch_size=4, sequence_length=4))
-    return {model: folder / model for model in settings}
-
-
-@pytest.fixture(scope="module")
-def exported(runs, tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("exports")
-    return {model: export.export(run, base / model) for model, run in runs.items()}
+# `runs` and `exported` (a cnn, a multi_input and a landmark_lstm run, and their exports) are tests/conftest.py's.
 
 
 @pytest.fixture(scope="module")
