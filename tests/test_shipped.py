@@ -30,8 +30,10 @@ PINS = {
         "input_spec": {"kind": "image", "image_size": 48, "channels": 1},
         "members": ["vgg_small", "vgg_small"],  # the ensemble's runs' architectures (assets/export.json)
         "test_time_flip": False,
+        # Re-exported (emopy export --from-export, f099e70) for the signatures' pixel limit: the same variable values
+        # as c607b35a..., but the checkpoint's object graph, saved in the same file, has one node more.
         "variables_sha256": {
-            "variables.data-00000-of-00001": "c607b35ab64bf0ea332250ebe3b4c7ffbde649857f2ab915ecef2666d5cf4b00"},
+            "variables.data-00000-of-00001": "f6f04b67da848a63554adca0dc8181f876dc8efe5b64b3001f7d2f40352b427d"},
         # The least P(happy) on the package's photo and on scikit-image's astronaut (the same smiling face, 512 px):
         # measured 0.998 and 0.999; an untrained or broken export answers near 1/7.
         "happy_at_least": {"sample_photo": 0.9, "astronaut": 0.9},
@@ -106,6 +108,16 @@ def test_shipped_files_carry_no_path_of_the_machine_that_made_them(version_dir):
     for member in record["members"]:
         assert "/" not in member["run"] and member["command"].startswith("emopy train ")
         assert all(dataset["name"] and dataset["config"] for dataset in member["datasets"])
+
+
+def test_every_shipped_model_refuses_an_image_over_its_pixel_limit_before_decoding(version_dir):
+    import tensorflow as tf
+    from test_pixel_limit import png_bomb
+
+    assert layout.max_image_pixels(version_dir) == faces.MAX_IMAGE_PIXELS
+    serving_default = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\]: the image declares 20000x20000 "):
+        serving_default(image_bytes=tf.constant([png_bomb(20_000, 20_000)]))  # 33 bytes, 400 million pixels
 
 
 def test_names_the_default_and_paths_resolve(tmp_path, monkeypatch):
