@@ -221,7 +221,7 @@ def test_run_and_model_together_are_a_usage_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, fragments", [
     # neither --run nor --model: the default model
-    (["--dataset", "fer2013"], ["shipped model 'fer2013' is missing", "{missing}"]),
+    (["--dataset", "fer2013"], ["shipped model '{default}' is missing", "{missing}"]),
     ([], ["evaluating an export (--model, or the default model) needs --dataset NAME"]),
     (["--run", "{missing}", "--dataset", "fer2013"], ["--dataset and --data-dir go with --model"]),
 ])
@@ -233,7 +233,7 @@ def test_usage_mistakes_are_one_line_errors(args, fragments, tmp_path, monkeypat
     assert cli.main(["evaluate", *[arg.format(missing=missing) for arg in args]]) == 2
     error = capsys.readouterr().err
     assert error.startswith("emopy: error: ") and error.count("\n") == 1
-    assert all(fragment.format(missing=missing) in error for fragment in fragments), error
+    assert all(fragment.format(missing=missing, default=shipped.DEFAULT) in error for fragment in fragments), error
 
 
 # --- Across label sets: a 7-class model on FER+'s labels, an 8-class one on fer2013's -----------------------------
