@@ -58,6 +58,17 @@ class InputSpec:
         return cls(**json.loads(text))
 
 
+def named_inputs(spec: InputSpec, pixels, landmarks) -> dict:
+    """The model's inputs by name (input_shapes' names) from a batch of pixels and of landmarks; each is left out
+    where the spec does not use it."""
+    inputs = {}
+    if spec.uses_images:
+        inputs["frames" if spec.is_sequence else "image"] = pixels
+    if spec.uses_landmarks:
+        inputs["landmarks"] = landmarks
+    return inputs
+
+
 def input_shapes(spec: InputSpec) -> dict[str, tuple[int, ...]]:
     """The model's named inputs and their shapes (without the batch dimension): `image` (or `frames`), uint8
     pixels, and `landmarks`, float32 (x, y) in the pixels of that image."""

@@ -339,12 +339,7 @@ def model_inputs(records: dict, spec: models.InputSpec, augmentation: augment_li
     points = records["landmarks"]
     if augmentation is not None:
         images, points = augment_lib.augment(images, points, spec.image_size, augmentation)
-    inputs = {}
-    if spec.uses_images:
-        inputs["frames" if spec.is_sequence else "image"] = images
-    if spec.uses_landmarks:
-        inputs["landmarks"] = points
-    return inputs
+    return models.named_inputs(spec, images, points)
 
 
 def batches(config: DataConfig, split: str, spec: models.InputSpec, *, batch_size: int, training: bool = False,

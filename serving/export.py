@@ -80,21 +80,11 @@ def _decode_crop(encoded: tf.Tensor, size: int, channels: int, max_pixels: int,
 Probabilities = Callable[[tf.Tensor, "tf.Tensor | None"], tf.Tensor]
 
 
-def _keras_inputs(spec: models.InputSpec, pixels: tf.Tensor, landmarks: tf.Tensor | None) -> dict[str, tf.Tensor]:
-    """The Keras model's inputs, by name, as training fed them."""
-    inputs = {}
-    if spec.uses_images:
-        inputs["frames" if spec.is_sequence else "image"] = pixels
-    if spec.uses_landmarks:
-        inputs["landmarks"] = landmarks
-    return inputs
-
-
 def keras_probabilities(model, spec: models.InputSpec) -> Probabilities:
     # A partial and a lambda are not tracked: ServingModule saves the model's weights, not the Keras model, whose
     # per-layer call traces no signature runs (40 % of saved_model.pb; more for ensembles).
     run = functools.partial(model, training=False)
-    return lambda pixels, landmarks: run(_keras_inputs(spec, pixels, landmarks))
+    return lambda pixels, landmarks: run(models.named_inputs(spec, pixels, landmarks))
 
 
 class ServingModule(tf.Module):
