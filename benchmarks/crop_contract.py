@@ -108,7 +108,7 @@ def predict_rows(model: Path, folder: Path) -> dict[str, dict]:
 
 def framed_with(model: Path, face_spec, photos: list[Path]) -> dict[str, str]:
     """Top emotion of each photo's largest face, through the export's model, framed with `face_spec`."""
-    from serving import predict
+    from emopy.serving import predict
 
     recognizer = predict.Recognizer.from_export(model)
     recognizer = predict.Recognizer(recognizer._classify, recognizer.classes, face_spec, recognizer.inputs)
@@ -135,7 +135,7 @@ def main() -> None:
         parser.error("--model EXPORT is needed (or --measure-framing)")
 
     from emopy_tfds import faces, labels
-    from serving import predict
+    from emopy.serving import predict
 
     rows = validation_faces(args.data_dir, args.count)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="emopy-crop-contract-"))

@@ -52,7 +52,7 @@ def validation_crops(data_dir: Path):
 
 
 def print_quality(name: str, true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> None:
-    from pipeline import evaluate
+    from emopy.pipeline import evaluate
 
     report = evaluate.classification_report(true, probabilities.argmax(axis=1), class_names)
     recalls = {label: scores["recall"] for label, scores in report["per_class"].items()}
@@ -102,7 +102,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from serving import layout, predict, shipped, tflite
+    from emopy.serving import layout, predict, shipped, tflite
 
     version_dir = predict.resolve_export(shipped.resolve_model(args.model))
     class_names, face_spec, input_spec = layout.read_assets(version_dir)

@@ -85,8 +85,8 @@ def examples_per_second(batches, batch_size: int, count: int) -> float:
 
 
 def pipeline_speeds(data_dir: Path, batch_size: int) -> dict[str, dict[str, float]]:
-    import models
-    from pipeline import data
+    from emopy import models
+    from emopy.pipeline import data
 
     config = data.DataConfig("fer2013", data_dir=str(data_dir))
     weights = data.balanced_class_weights(data.label_counts(config, "train"))
@@ -109,7 +109,7 @@ def model_speeds(batch_size: int, steps: int) -> dict[str, float]:
     import tensorflow as tf
     import tf_keras as keras
 
-    import models
+    from emopy import models
 
     speeds = {}
     for name, architecture in models.ARCHITECTURES.items():

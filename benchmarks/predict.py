@@ -132,7 +132,7 @@ def main() -> None:
 
     from emopy_tfds import faces
     from emopy_tfds.data import sample_photo
-    from serving import predict, shipped, tflite
+    from emopy.serving import predict, shipped, tflite
 
     base = shipped.resolve_model(args.export)
     started = time.perf_counter()

@@ -85,12 +85,12 @@ def main() -> None:
     import tensorflow as tf
 
     from emopy_tfds import faces
-    from pipeline import data
-    from pipeline.run_dir import RunDir
-    from serving import export, layout
+    from emopy.pipeline import data
+    from emopy.pipeline.run_dir import RunDir
+    from emopy.serving import export, layout
 
     export_dir = layout.resolve_export(base)
-    from serving.client import EmotionClient
+    from emopy.serving.client import EmotionClient
 
     class_names, face_spec, spec = layout.read_assets(export_dir)
     face = export.sample_face(face_spec)

@@ -48,14 +48,14 @@ def check_built(data_dir: Path) -> None:
 
 
 def main() -> None:
-    from serving import shipped
+    from emopy.serving import shipped
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("~/tensorflow_datasets").expanduser())
     parser.add_argument("--model", action="append", help="a shipped name or an export (repeatable)")
     args = parser.parse_args()
     check_built(args.data_dir)
-    from pipeline import evaluate
+    from emopy.pipeline import evaluate
 
     model_names = args.model or [name for name in shipped.SHIPPED if _present(name)]
     with tempfile.TemporaryDirectory() as scratch:
@@ -77,7 +77,7 @@ def main() -> None:
 
 
 def _present(name: str) -> bool:
-    from serving import shipped
+    from emopy.serving import shipped
 
     try:
         shipped.base_path(name)

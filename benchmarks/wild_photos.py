@@ -50,7 +50,7 @@ FER_NAME = "fer package"
 def emopy_report(model: str, photos: Path, labels_csv: Path, out: Path, detector: str | None) -> dict:
     """`emopy evaluate --photos` of one model, run as a user runs it; its JSON report."""
     output = out / Path(model).name / "evaluation.json"
-    command = [sys.executable, "-m", "pipeline.cli", "evaluate", "--photos", str(photos), "--labels", str(labels_csv),
+    command = [sys.executable, "-m", "emopy.pipeline.cli", "evaluate", "--photos", str(photos), "--labels", str(labels_csv),
                "--model", model, "--output", str(output), *(["--detector", detector] if detector else [])]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
@@ -60,11 +60,11 @@ def emopy_report(model: str, photos: Path, labels_csv: Path, out: Path, detector
 
 def fer_report(fer_python: str, photos: Path, labels_csv: Path, out: Path) -> dict:
     """The `fer` package's answers (from FER_SCRIPT in its own interpreter) scored as emopy's photo reports are."""
-    from pipeline.cli import start_tensorflow
+    from emopy.pipeline.cli import start_tensorflow
 
     start_tensorflow()  # TensorFlow's start-up lines, which pipeline.evaluate's import would print, stay hidden
     from emopy_tfds import labels
-    from pipeline import evaluate_photos
+    from emopy.pipeline import evaluate_photos
 
     labelled = evaluate_photos.read_photo_labels(labels_csv, photos, "fer2013")  # fer answers in fer2013's classes
     files = [photo.file for photo in labelled]

@@ -1,6 +1,6 @@
 """Keras architectures for expression recognition, one module each, behind one registry.
 
-    import models
+    from emopy import models
     spec = models.InputSpec(kind="image", image_size=48)
     model = models.build("vgg", spec, num_classes=7)
 
@@ -18,7 +18,7 @@ from typing import Callable
 
 import tf_keras as keras
 
-from models import preprocessing
+from emopy.models import preprocessing
 
 # What each input kind feeds the model, by input name.
 INPUT_KINDS = ("image", "landmarks", "image_landmarks", "image_sequence", "landmark_sequence")
@@ -122,7 +122,7 @@ def architecture(name: str) -> Architecture:
 
 
 def _module(name: str):
-    return importlib.import_module(f"models.{architecture(name).module}")
+    return importlib.import_module(f"emopy.models.{architecture(name).module}")
 
 
 def build(name: str, input_spec: InputSpec, num_classes: int, *, multi_label: bool = False) -> keras.Model:

@@ -32,7 +32,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing
 
 # Keeps the norm of an all-zero capsule differentiable.
 _EPSILON = 1e-7

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing
 
 FILTERS = (32, 64, 128)
 # Rows of the face (brows, eyes, mouth) stay apart on a 3x3 grid, which global pooling would merge.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing
 
 
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:

@@ -15,7 +15,7 @@ from typing import Mapping
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing
 
 
 def features(landmarks: Mapping, units: int = 128, dropout: float = 0.2):

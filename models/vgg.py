@@ -37,7 +37,7 @@ import types
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing
 
 STAGES = (64, 128, 256, 512)
 FC_UNITS = 1024

@@ -17,8 +17,8 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from models import InputSpec, inputs, preprocessing
-from models.vgg import conv_block
+from emopy.models import InputSpec, inputs, preprocessing
+from emopy.models.vgg import conv_block
 
 STAGES = (24, 48, 96, 192)
 DENSE_UNITS = 256

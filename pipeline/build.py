@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from serving import quiet
+from emopy.serving import quiet
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 

@@ -10,9 +10,9 @@ from typing import Sequence
 
 from emopy_tfds.detection import DETECTORS
 from emopy_tfds.images import MAX_IMAGE_PIXELS
-from pipeline import landmarks, train_config
-from serving import quiet, shipped
-from serving.layout import DEFAULT_MODEL_NAME
+from emopy.pipeline import landmarks, train_config
+from emopy.serving import quiet, shipped
+from emopy.serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
 WITHOUT_TENSORFLOW = frozenset({"landmarks"})
@@ -192,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
 def _report_errors(action) -> int:
     """Runs a stage; a user's mistake (unknown name, dataset not built, wrong run directory) is one line on
     stderr and exit status 2, not a traceback."""
-    from pipeline.data import DatasetNotBuiltError  # TensorFlow: only the commands that load it get here
+    from emopy.pipeline.data import DatasetNotBuiltError  # TensorFlow: only the commands that load it get here
 
     try:
         action()
@@ -212,20 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return landmarks.run(args.images, as_json=args.json, annotate=args.annotate, upsample=args.upsample,
                              detector=args.detector, landmark_model=args.landmark_model, overwrite=args.overwrite)
     if args.command == "build":
-        from pipeline import build  # TensorFlow
+        from emopy.pipeline import build  # TensorFlow
 
         return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
                          workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
                          landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite,
                          verbose=args.verbose)
     if args.command == "train":
-        from pipeline import cross_validate, train  # TensorFlow
+        from emopy.pipeline import cross_validate, train  # TensorFlow
 
         config = train_config.from_args(args)
         return _report_errors(lambda: cross_validate.run(config, args.cv, overwrite=args.overwrite) if args.cv
                               else train.run(config, overwrite=args.overwrite))
     if args.command == "evaluate":
-        from pipeline import evaluate, evaluate_photos  # TensorFlow
+        from emopy.pipeline import evaluate, evaluate_photos  # TensorFlow
 
         def evaluate_and_print():
             if args.photos or args.labels:
@@ -252,12 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(evaluate_and_print)
     if args.command == "export":
-        from serving import export  # TensorFlow
+        from emopy.serving import export  # TensorFlow
 
         def export_and_print():
             notes: list[str] = []  # what became of BASE's models.config and batching parameters
             if args.from_export:
-                from serving import reexport
+                from emopy.serving import reexport
 
                 if args.test_time_flip:
                     raise ValueError("--test-time-flip goes with --run: --from-export keeps what its export serves")
@@ -274,11 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(export_and_print)
     if args.command == "serve":
-        from serving import local_server  # TensorFlow
+        from emopy.serving import local_server  # TensorFlow
 
         logging.basicConfig(format="%(asctime)s %(message)s")
         logging.getLogger("serving").setLevel(logging.INFO)  # versions loaded and unloaded
-        from serving.tls import ServerTls  # grpc
+        from emopy.serving.tls import ServerTls  # grpc
 
         def serve_until_stopped():
             tls = None
@@ -291,14 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(serve_until_stopped)
     if args.command == "visualize":
-        from pipeline import visualize  # TensorFlow
+        from emopy.pipeline import visualize  # TensorFlow
 
         return _report_errors(lambda: print(visualize.run(
             args.run, args.kind, image=args.image, output=args.output, layer=args.layer, class_name=args.class_name,
             split=args.split)))
     if args.command == "predict":
-        from serving import predict  # TensorFlow
-        from serving.tls import ClientTls  # grpc
+        from emopy.serving import predict  # TensorFlow
+        from emopy.serving.tls import ClientTls  # grpc
 
         tls = (ClientTls(args.ca_cert, args.client_cert, args.client_key)
                if args.tls or args.ca_cert or args.client_cert or args.client_key else None)
@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped,
                            overwrite=args.overwrite)
     if args.command == "quickstart":
-        from pipeline import quickstart  # TensorFlow
+        from emopy.pipeline import quickstart  # TensorFlow
 
         return quickstart.run(args.workdir)
     raise AssertionError(args.command)

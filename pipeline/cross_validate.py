@@ -11,8 +11,8 @@ from pathlib import Path
 
 import tf_keras as keras
 
-from pipeline import evaluate, train
-from pipeline.run_dir import write_json
+from emopy.pipeline import evaluate, train
+from emopy.pipeline.run_dir import write_json
 
 CV_FILE = "cv.json"
 

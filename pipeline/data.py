@@ -31,9 +31,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import emopy_tfds  # noqa: F401  (registers the builders)
-import models
+from emopy import models
 from emopy_tfds import faces, labels
-from pipeline import augment as augment_lib
+from emopy.pipeline import augment as augment_lib
 
 SPLITS = ("train", "validation", "test")
 TASKS = ("emotion", "facs")

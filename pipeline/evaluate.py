@@ -33,11 +33,11 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 
-import models
+from emopy import models
 from emopy_tfds import labels
-from pipeline import data
-from pipeline.run_dir import RunDir
-from serving import layout, shipped
+from emopy.pipeline import data
+from emopy.pipeline.run_dir import RunDir
+from emopy.serving import layout, shipped
 
 matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402

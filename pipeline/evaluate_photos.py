@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from emopy_tfds import faces, labels
-from pipeline.evaluate import _ratio, answer_counts, classes_unnamed, classification_report, model_scheme, plot_confusion
-from serving import layout, shipped
-from serving.recognizer import Recognizer
+from emopy.pipeline.evaluate import _ratio, answer_counts, classes_unnamed, classification_report, model_scheme, plot_confusion
+from emopy.serving import layout, shipped
+from emopy.serving.recognizer import Recognizer
 
 NOT_FOUND = "not_found"
 PHOTO_LABELS_HEADER = ("file", "emotion")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from emopy_tfds import faces as face_core
-from pipeline import overlay
+from emopy.pipeline import overlay
 
 
 def faces_record(image_path: str, found: Sequence[face_core.Face]) -> dict:

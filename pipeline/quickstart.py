@@ -87,7 +87,7 @@ def _made(folder: Path) -> Path:
 
 
 def _start_server(export_base: Path) -> tuple[subprocess.Popen, int]:
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model-base-path", str(export_base),
+    server = subprocess.Popen([sys.executable, "-m", "emopy.pipeline.cli", "serve", "--model-base-path", str(export_base),
                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     if "Serving model" not in line:
@@ -113,10 +113,10 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
     from emopy_tfds import faces
     from emopy_tfds.data.synthetic_faces import synthetic_fer2013
     from emopy_tfds.fer2013 import dummy_data_generation
-    from pipeline import build, evaluate, train
-    from serving import export
-    from serving.client import EmotionClient
-    from serving.predict import Recognizer
+    from emopy.pipeline import build, evaluate, train
+    from emopy.serving import export
+    from emopy.serving.client import EmotionClient
+    from emopy.serving.predict import Recognizer
 
     # Each folder is marked as the quick start's as it is made, so that a rerun after a failure replaces it too.
     manual, data_dir, run_dir, export_base = (_made(out / name) for name in FOLDERS)

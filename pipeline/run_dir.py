@@ -16,9 +16,9 @@ from typing import Any
 
 import tf_keras as keras
 
-import models
+from emopy import models
 from emopy_tfds import faces
-from pipeline.train_config import TrainConfig
+from emopy.pipeline.train_config import TrainConfig
 
 CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
 MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"

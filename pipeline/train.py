@@ -31,13 +31,13 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-import models
-from pipeline import data
-from pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
-from pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
+from emopy import models
+from emopy.pipeline import data
+from emopy.pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
+from emopy.pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
                               LABELS_FILE, MODEL_FILE, RunDir, how_it_ended, read_history, remove_training_files,
                               write_json)
-from pipeline.augment import Augmentation
+from emopy.pipeline.augment import Augmentation
 
 log = logging.getLogger(__name__)
 

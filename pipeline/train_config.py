@@ -12,8 +12,8 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import models
-    from pipeline import data
+    from emopy import models
+    from emopy.pipeline import data
 
 # emopy_tfds.labels.TARGETS, which cannot be imported here: emopy_tfds loads TensorFlow (tests check the two agree).
 TARGETS = ("majority", "votes")
@@ -76,7 +76,7 @@ class TrainConfig:
     @property
     def data_config(self) -> "data.DataConfig":
         # pipeline.data imports TensorFlow, which building the command line must not.
-        from pipeline import data
+        from emopy.pipeline import data
 
         return data.DataConfig(self.dataset, data_dir=self.data_dir, labels=self.labels, task=self.task,
                                targets=self.targets, folds=self.folds, test_fold=self.test_fold)
@@ -84,7 +84,7 @@ class TrainConfig:
     @property
     def input_spec(self) -> "models.InputSpec":
         # models imports TensorFlow (Keras), which building the command line must not.
-        import models
+        from emopy import models
 
         return models.InputSpec(kind=models.architecture(self.model).input_kind, image_size=self.image_size,
                                 sequence_length=self.sequence_length)

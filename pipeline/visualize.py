@@ -49,8 +49,8 @@ from matplotlib.ticker import MaxNLocator
 from tf_keras import layers
 
 from emopy_tfds import faces
-from pipeline import data, evaluate
-from pipeline.run_dir import RunDir
+from emopy.pipeline import data, evaluate
+from emopy.pipeline.run_dir import RunDir
 
 matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402

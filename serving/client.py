@@ -36,8 +36,8 @@ from tensorflow_serving.apis import (
 )
 
 from emopy_tfds import faces
-from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
-from serving.tls import ClientTls, explain_mismatch
+from emopy.serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
+from emopy.serving.tls import ClientTls, explain_mismatch
 
 Crop = Union[bytes, bytearray, memoryview, np.ndarray]
 Result = TypeVar("Result")

@@ -41,13 +41,13 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-import models
+from emopy import models
 from emopy_tfds import faces
 from emopy_tfds.data import sample_photo
-from models import test_time
-from pipeline.run_dir import RunDir
-from serving import layout, pixel_limit, provenance, tflite
-from serving.layout import DEFAULT_MODEL_NAME
+from emopy.models import test_time
+from emopy.pipeline.run_dir import RunDir
+from emopy.serving import layout, pixel_limit, provenance, tflite
+from emopy.serving.layout import DEFAULT_MODEL_NAME
 
 BATCHING_FILE = "batching_parameters.txt"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from emopy_tfds import faces
 
 if TYPE_CHECKING:
-    import models
+    from emopy import models
 
 DEFAULT_MODEL_NAME = "emotion"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -82,7 +82,7 @@ def resolve_export(path: str | os.PathLike) -> Path:
 def read_assets(version_dir: str | os.PathLike) -> ExportAssets:
     """The assets of an export version folder; a clear error naming what is missing."""
     # models imports Keras (TensorFlow), which a client of a remote server need not load to read assets.
-    import models
+    from emopy import models
 
     assets = Path(version_dir) / ASSETS
     try:

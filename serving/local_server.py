@@ -37,11 +37,11 @@ from typing import Any, Callable, NamedTuple
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving.layout import DEFAULT_MODEL_NAME
-from serving.server.loader import ModelVersions
-from serving.server.rest import RestServer
-from serving.server.servicers import ModelService, PredictionService, RequestHandler
-from serving.tls import ServerTls
+from emopy.serving.layout import DEFAULT_MODEL_NAME
+from emopy.serving.server.loader import ModelVersions
+from emopy.serving.server.rest import RestServer
+from emopy.serving.server.servicers import ModelService, PredictionService, RequestHandler
+from emopy.serving.tls import ServerTls
 
 logger = logging.getLogger(__name__)
 

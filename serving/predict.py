@@ -3,7 +3,7 @@
 This module finds the inputs (files, directories, globs) and runs the command; the work is done by
 serving.recognizer (the Recognizer: faces in, emotions out), serving.tables (the rows, their columns, their
 files), serving.tracking (face ids across frames) and serving.video (frames in and out). Their public names are
-re-exported here, so `from serving.predict import Recognizer` and `predict.write_table` keep working.
+re-exported here, so `from emopy.serving.predict import Recognizer` and `predict.write_table` keep working.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from emopy_tfds import faces
-from pipeline.overlay import annotation_paths, refuse_existing
-from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE, read_assets, resolve_export
-from serving.recognizer import Classifier, ModelInput, Recognizer, annotate, caption, model_input
-from serving.shipped import resolve_model
-from serving.tables import (LEADING_COLUMNS, OUTPUT_SUFFIXES, TRAILING_COLUMNS, affect, check_output_path,
+from emopy.pipeline.overlay import annotation_paths, refuse_existing
+from emopy.serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE, read_assets, resolve_export
+from emopy.serving.recognizer import Classifier, ModelInput, Recognizer, annotate, caption, model_input
+from emopy.serving.shipped import resolve_model
+from emopy.serving.tables import (LEADING_COLUMNS, OUTPUT_SUFFIXES, TRAILING_COLUMNS, affect, check_output_path,
                             concat_tables, empty_table, face_table, probability_columns, table_lines, to_records,
                             write_table)
-from serving.tls import ClientTls
-from serving.tracking import FaceTracker, smooth
-from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QUIT_KEYS, VIDEO_SUFFIXES, Capture,
+from emopy.serving.tls import ClientTls
+from emopy.serving.tracking import FaceTracker, smooth
+from emopy.serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QUIT_KEYS, VIDEO_SUFFIXES, Capture,
                            VideoError, has_gui, is_video)
 
 __all__ = [

@@ -35,9 +35,9 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from pipeline import data  # also registers emopy's TFDS builders
-from pipeline.run_dir import RunDir
-from pipeline.train_config import DEFAULT_DATA_DIR, TrainConfig
+from emopy.pipeline import data  # also registers emopy's TFDS builders
+from emopy.pipeline.run_dir import RunDir
+from emopy.pipeline.train_config import DEFAULT_DATA_DIR, TrainConfig
 
 FORMAT = 2
 # Settings that are paths of the training machine: --out is named by the run's folder, --data-dir left out.

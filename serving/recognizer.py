@@ -31,13 +31,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from emopy_tfds import faces, labels
-from pipeline import overlay
-from serving import layout, shipped, tflite
-from serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
-from serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS, concat_tables, empty_table, face_table
-from serving.tls import ClientTls
-from serving.tracking import FaceTracker
-from serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, FULL_SCAN_SECONDS, LIVE_WINDOW, QUIT_KEYS, Capture, VideoError,
+from emopy.pipeline import overlay
+from emopy.serving import layout, shipped, tflite
+from emopy.serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
+from emopy.serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS, concat_tables, empty_table, face_table
+from emopy.serving.tls import ClientTls
+from emopy.serving.tracking import FaceTracker
+from emopy.serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, FULL_SCAN_SECONDS, LIVE_WINDOW, QUIT_KEYS, Capture, VideoError,
                            _classified_ahead, _frame_rate, _read_frames, _VideoSink, has_gui, is_video)
 
 
@@ -200,7 +200,7 @@ class Recognizer:
         what `emopy train` uses unless a dataset was built with another: pass the export's own
         (layout.read_assets, or `--model DIR` with `--server`) to be sure.
         """
-        from serving.client import EmotionClient  # the client: grpc and tensorflow, needed only for a server
+        from emopy.serving.client import EmotionClient  # the client: grpc and tensorflow, needed only for a server
 
         client = EmotionClient(target, model_name, timeout=timeout, tls=tls)
         try:

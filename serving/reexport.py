@@ -18,8 +18,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from emopy_tfds import faces
-from serving import export, layout, provenance
-from serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE
+from emopy.serving import export, layout, provenance
+from emopy.serving.layout import DEFAULT_MODEL_NAME, PIXELS_SIGNATURE
 
 REEXPORT_KEY = "reexported_by"
 

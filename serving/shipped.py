@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from serving import layout
+from emopy.serving import layout
 
 ROOT = Path(__file__).resolve().parent / "shipped"
 # fer2013: fer2013's 7 labels. ferplus: FER+'s crowd votes, in the fer2013_contempt scheme (the 7, then contempt).

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from serving import quiet
-from serving.layout import PIXELS_SIGNATURE, TFLITE_FILE
+from emopy.serving import quiet
+from emopy.serving.layout import PIXELS_SIGNATURE, TFLITE_FILE
 
 # Threads one interpreter may use: 2 halves the latency of one face on 2 cores; more gains nothing at 48x48.
 MAX_THREADS = 4

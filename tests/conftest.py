@@ -94,7 +94,7 @@ def training_data(tmp_path_factory, astronaut):
 @pytest.fixture(scope="session")
 def runs(training_data, tmp_path_factory) -> dict[str, Path]:
     """Finished runs (one short epoch) of an image model, an image + landmarks model and a sequence model."""
-    from pipeline import train
+    from emopy.pipeline import train
 
     folder = tmp_path_factory.mktemp("runs")
     settings = {"cnn": "fer2013", "multi_input": "fer2013", "landmark_lstm": "ck_plus/sequences"}
@@ -107,7 +107,7 @@ def runs(training_data, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def exported(runs, tmp_path_factory) -> dict[str, Path]:
     """`runs` exported by serving/export.py with its defaults: BASE/1 of each, by model name."""
-    from serving import export
+    from emopy.serving import export
 
     base = tmp_path_factory.mktemp("exports")
     return {model: export.export(run, base / model) for model, run in runs.items()}

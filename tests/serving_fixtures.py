@@ -32,8 +32,8 @@ def _exports_folder() -> Path:
 @functools.cache
 def _exported(landmarks: bool, bias: float, model_name: str) -> Path:
     """The version folder `emopy export` wrote for this kind of model, exported the first time it is asked for."""
-    import models
-    from pipeline import cli, run_dir
+    from emopy import models
+    from emopy.pipeline import cli, run_dir
 
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=_exports_folder()))
     # A run directory as `emopy train` leaves it, holding an untrained model (as tests/test_predict.py makes one).
@@ -64,7 +64,7 @@ def _drop_signature(version_dir: Path, name: str) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from serving import layout
+    from emopy.serving import layout
 
     path = version_dir / "saved_model.pb"
     saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
@@ -87,7 +87,7 @@ def write_test_model(base: Path, version: int, *, landmarks: bool = False, bias:
     Copied into a sibling temporary folder and renamed into place, as `emopy export` does, so a server polling
     BASE never sees half of it.
     """
-    from serving import layout
+    from emopy.serving import layout
 
     base = Path(base)
     base.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from emopy_tfds import faces
-from pipeline import augment
-from models.preprocessing import landmark_features
+from emopy.pipeline import augment
+from emopy.models.preprocessing import landmark_features
 
 SIZE = 48
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.build import beam_flags
+from emopy.pipeline.build import beam_flags
 
 
 def test_local_runs_use_multi_processing_workers_and_skip_prism():

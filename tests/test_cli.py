@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from pipeline import cli, quickstart
-from serving import quiet
+from emopy.pipeline import cli, quickstart
+from emopy.serving import quiet
 
 # Lines in absl's format, as TensorFlow's C++ core logs them: "I0000 00:00:1796078895.624327  6391 port.cc:153] ...".
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)
@@ -87,7 +87,7 @@ def test_annotations_of_same_named_photos_never_overwrite_each_other(photo_files
 
 
 def test_annotation_names_tell_same_named_sources_apart(tmp_path):
-    from pipeline.overlay import annotation_paths
+    from emopy.pipeline.overlay import annotation_paths
 
     out = tmp_path / "out.png"
     sources = ["/p/a/x.jpg", "/q/a/x.jpg", "/q/b/y.jpg", "/q/b/y.jpg", "/q/b/Y.png", "/q/v.mp4"]
@@ -122,7 +122,7 @@ def test_a_small_quickstart_runs_the_whole_pipeline(tmp_path):
     workdir = tmp_path / "qs"
     workdir.mkdir()
     (workdir / "notes.txt").write_text("mine")
-    script = f"import sys; from pipeline import quickstart; sys.exit(quickstart.run({str(workdir)!r}, per_class=10, epochs=2))"
+    script = f"import sys; from emopy.pipeline import quickstart; sys.exit(quickstart.run({str(workdir)!r}, per_class=10, epochs=2))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for step in range(1, 8):
@@ -201,7 +201,7 @@ def test_verbose_goes_before_or_after_the_subcommand():
 
 FIRST_OP = """
 import sys
-from pipeline import cli
+from emopy.pipeline import cli
 cli.start_tensorflow(verbose=sys.argv[1] == "verbose")
 import tensorflow as tf
 print(int(tf.constant(1) + 1))
@@ -264,7 +264,7 @@ def test_start_up_lines_of_started_processes_are_left_out_and_the_rest_passes(tm
     script = tmp_path / "parent.py"
     script.write_text(
         "import subprocess, sys\n"
-        "from serving import quiet\n"
+        "from emopy.serving import quiet\n"
         "with quiet.start_up_lines_filtered():\n"
         f"    subprocess.run([sys.executable, '-c', {NOISY_CHILD!r}], check=True)\n"
         "    print('the parent too', file=sys.stderr)\n"

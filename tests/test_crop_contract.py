@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-import models
+from emopy import models
 from builds import emopy_build
 from emopy_tfds import faces, labels
 from emopy_tfds.fer2013 import dummy_data_generation
-from pipeline import data
-from serving import predict
+from emopy.pipeline import data
+from emopy.serving import predict
 
 SPEC = models.InputSpec(kind="image_landmarks")
 

@@ -152,7 +152,7 @@ class FrameList:
 
 
 def test_on_video_auto_runs_the_cnn_detector_only_where_a_tracked_face_is_lost(astronaut, covered, monkeypatch):
-    from serving import predict
+    from emopy.serving import predict
 
     calls = []
     real = detection.cnn_boxes
@@ -216,7 +216,7 @@ def two_heads(astronaut: np.ndarray, second: bool) -> np.ndarray:
 
 
 def test_video_follows_faces_near_their_boxes_and_finds_a_new_face_within_a_full_scan(astronaut, monkeypatch):
-    from serving import predict, video
+    from emopy.serving import predict, video
 
     shapes = []
     real = detection.hog_boxes

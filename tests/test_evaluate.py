@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from emopy_tfds import faces, labels
-from pipeline import cli, evaluate, evaluate_photos
+from emopy.pipeline import cli, evaluate, evaluate_photos
 
 NAMES = ("a", "b", "c")
 
@@ -94,9 +94,9 @@ def test_predictions_csv_refuses_mismatched_lengths(tmp_path):
 def _export(folder: Path, model: str, spec, classes: Sequence[str]) -> Path:
     """BASE/1 exported from a hand-made run directory holding an untrained `model` (as tests/serving_fixtures.py
     makes one): the real export and signatures, without training."""
-    import models
-    from pipeline import run_dir
-    from serving import export
+    from emopy import models
+    from emopy.pipeline import run_dir
+    from emopy.serving import export
 
     run = folder / "run"
     run.mkdir()
@@ -164,7 +164,7 @@ def test_an_export_is_evaluated_through_its_pixels_signature(export_base, traini
 
 
 def test_a_dataset_is_relabelled_in_the_exports_classes(export_base, training_data, tmp_path):
-    from pipeline import data
+    from emopy.pipeline import data
 
     # CK+'s labels in fer2013's classes: its contempt sequences have no class there and are left out.
     report = evaluate.run_export(export_base / "1", "ck_plus", "train", data_dir=str(training_data),
@@ -182,9 +182,9 @@ def test_a_dataset_is_relabelled_in_the_exports_classes(export_base, training_da
     ("image_lstm", "image_sequence", "ck_plus/sequences", labels.CK_PLUS),  # the model's frames are its `image`
 ])
 def test_landmark_and_sequence_exports_are_evaluated_too(model, kind, dataset, classes, training_data, tmp_path):
-    import models
+    from emopy import models
     import tensorflow as tf
-    from pipeline import data
+    from emopy.pipeline import data
 
     spec = models.InputSpec(kind=kind, sequence_length=4)
     base = _export(tmp_path, model, spec, classes)
@@ -226,7 +226,7 @@ def test_run_and_model_together_are_a_usage_error(tmp_path, capsys):
     (["--run", "{missing}", "--dataset", "fer2013"], ["--dataset and --data-dir go with --model"]),
 ])
 def test_usage_mistakes_are_one_line_errors(args, fragments, tmp_path, monkeypatch, capsys):
-    from serving import shipped
+    from emopy.serving import shipped
 
     missing = tmp_path / "no_shipped_models"
     monkeypatch.setattr(shipped, "ROOT", missing)
@@ -266,7 +266,7 @@ def tiny_fer2013(tmp_path_factory, astronaut) -> Path:
 @pytest.fixture(scope="module")
 def contempt_export_base(tmp_path_factory) -> Path:
     """An untrained multi_input export in the fer2013_contempt scheme: fer2013's 7 classes, then contempt."""
-    import models
+    from emopy import models
 
     return _export(tmp_path_factory.mktemp("contempt"), "multi_input", models.InputSpec(kind="image_landmarks"),
                    labels.FER2013_CONTEMPT)
@@ -304,8 +304,8 @@ def test_an_8_class_model_on_fer2013_counts_its_contempt_answers_as_wrong(contem
 
 
 def test_a_run_trained_on_votes_is_scored_on_majority_labels(tiny_fer2013, tmp_path):
-    import models
-    from pipeline import run_dir
+    from emopy import models
+    from emopy.pipeline import run_dir
 
     run = tmp_path / "votes_run"
     run.mkdir()
@@ -388,7 +388,7 @@ def test_photos_are_scored_with_a_face_not_found_counted_wrong(photos, tmp_path,
 
 
 def test_an_answer_the_labels_cannot_name_counts_as_wrong(photos, tmp_path):
-    from serving.recognizer import Recognizer
+    from emopy.serving.recognizer import Recognizer
 
     fer2013_model = Recognizer.default("fer2013")
 

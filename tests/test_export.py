@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from emopy_tfds import faces, labels
-from pipeline import cli, data, train
-from pipeline.run_dir import RunDir
-from serving import export, layout
+from emopy.pipeline import cli, data, train
+from emopy.pipeline.run_dir import RunDir
+from emopy.serving import export, layout
 
 
 # `runs` and `exported` (a cnn, a multi_input and a landmark_lstm run, and their exports) are tests/conftest.py's.
@@ -160,8 +160,8 @@ def test_versions_count_up_and_an_existing_version_is_refused(runs, tmp_path, ca
 def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
     """The real export, served by the local server over loopback gRPC, through EmotionClient: Predict,
     Classify, metadata and status; the server replays the export's warmup requests before serving it."""
-    from serving.client import EmotionClient
-    from serving.local_server import ModelServer
+    from emopy.serving.client import EmotionClient
+    from emopy.serving.local_server import ModelServer
 
     base = exported["multi_input"].parent
     loaded = tf.saved_model.load(str(exported["multi_input"]))
@@ -191,7 +191,7 @@ def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
 def test_emopy_serve_command_serves_until_terminated(exported, face):
     import signal
 
-    from serving.client import EmotionClient
+    from emopy.serving.client import EmotionClient
 
     base = exported["cnn"].parent
     server = subprocess.Popen(["emopy", "serve", "--model-base-path", str(base), "--port", "0"],
@@ -213,8 +213,8 @@ def test_signatures_recognizer_and_evaluate_give_the_same_probabilities_for_the_
     import pandas as pd
     import tensorflow_datasets as tfds
 
-    from pipeline import evaluate
-    from serving import predict
+    from emopy.pipeline import evaluate
+    from emopy.serving import predict
 
     report = evaluate.run(runs["multi_input"], "validation")
     table = pd.read_csv(report["predictions_csv"])
@@ -252,7 +252,7 @@ def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face
 def test_an_ensemble_of_runs_serves_the_mean_of_their_probabilities(runs, training_data, face, tmp_path):
     import json
 
-    from serving import predict
+    from emopy.serving import predict
 
     second = tmp_path / "cnn_again"
     train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=str(second), data_dir=str(training_data),
@@ -282,7 +282,7 @@ def test_the_recognizer_runs_the_tflite_copy_and_falls_back_to_the_saved_model_w
     import shutil
     from concurrent.futures import ThreadPoolExecutor
 
-    from serving import predict, tflite
+    from emopy.serving import predict, tflite
 
     crops = np.stack([face.image, face.image[:, ::-1], np.zeros_like(face.image)])
     points = np.stack([face.landmarks] * 3).astype(np.float32)
@@ -307,7 +307,7 @@ def test_the_recognizer_runs_the_tflite_copy_and_falls_back_to_the_saved_model_w
 
 
 def test_a_model_the_tflite_converter_refuses_is_exported_without_the_copy(runs, tmp_path, monkeypatch, caplog):
-    from serving import predict, tflite
+    from emopy.serving import predict, tflite
 
     def refuse(version_dir):
         raise RuntimeError("an op TFLite has no kernel for\nmore detail")
@@ -327,7 +327,7 @@ def test_export_json_says_where_the_export_came_from_without_a_path_of_the_machi
 
     import tensorflow_datasets as tfds
 
-    from serving import provenance
+    from emopy.serving import provenance
 
     machine = [str(tmp_path_factory.getbasetemp()), str(tmp_path_factory.getbasetemp().resolve())]
     for model, path in exported.items():
@@ -354,7 +354,7 @@ def test_export_json_says_where_the_export_came_from_without_a_path_of_the_machi
 
 
 def test_provenance_of_what_this_machine_cannot_read(tmp_path):
-    from serving import provenance
+    from emopy.serving import provenance
 
     # A dataset not built here keeps its name and config from the run's settings; a folder outside git, no commit.
     assert provenance.dataset_record("fer2013/ferplus", str(tmp_path)) == {
@@ -367,7 +367,7 @@ def test_provenance_of_what_this_machine_cannot_read(tmp_path):
 
 
 def test_the_training_command_names_no_machine_path():
-    from serving import provenance
+    from emopy.serving import provenance
 
     settings = {"dataset": "fer2013/ferplus", "model": "vgg_small", "out": "/work/runs/ferplus/votes a",
                 "data_dir": "/work/tfds", "labels": "fer2013_contempt", "targets": "votes", "task": "emotion",
@@ -383,7 +383,7 @@ def test_the_training_command_names_no_machine_path():
 
 
 def test_models_config_merges_this_models_entry_into_what_is_there(tmp_path):
-    from serving.export import model_config
+    from emopy.serving.export import model_config
 
     existing = """model_config_list {
       config { name: "other" base_path: "/srv/other" model_platform: "tensorflow" }

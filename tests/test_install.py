@@ -34,16 +34,24 @@ def test_stack_imports_and_tfds_command_line_runs():
     assert "--manual_dir" in result.stdout
 
 
-def _package_files() -> list[str]:
-    """Every file the repository holds under the packages pyproject installs (its packages.find include), as
-    posix paths from the repository root: git's tracked files, so nothing another process is writing counts."""
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    roots = [pattern.rstrip("*") for pattern in config["tool"]["setuptools"]["packages"]["find"]["include"]]
-    listed = subprocess.run(["git", "ls-files", "-z", "--", *roots], cwd=REPO, capture_output=True, timeout=60)
+def _package_folders() -> dict[str, str]:
+    """Each top-level folder pyproject installs, and where its files go in the wheel: package-dir maps models/ to
+    emopy/models/, and so on; emopy/ and emopy_tfds/ stay as they are."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {package: package for package in setuptools["packages"] if "." not in package}
+    folders.update({folder: package.replace(".", "/") for package, folder in setuptools["package-dir"].items()})
+    return folders
+
+
+def _package_files() -> dict[str, str]:
+    """Every file the repository holds under the packages pyproject installs, as posix paths from the repository
+    root, and each one's path in the wheel: git's tracked files, so nothing another process is writing counts."""
+    folders = _package_folders()
+    listed = subprocess.run(["git", "ls-files", "-z", "--", *folders], cwd=REPO, capture_output=True, timeout=60)
     assert listed.returncode == 0, f"git ls-files failed in {REPO}: {listed.stderr.decode()[-500:]}"
     files = [name for name in listed.stdout.decode().split("\0") if name and (REPO / name).is_file()]
-    assert {name.split("/", 1)[0] for name in files} == set(roots), roots
-    return files
+    assert {name.split("/", 1)[0] for name in files} == set(folders), folders
+    return {name: "/".join([folders[name.split("/", 1)[0]], name.split("/", 1)[1]]) for name in files}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,7 @@ def test_the_wheel_holds_every_file_of_the_packages_and_stays_small(wheel):
     # Data files included: the shipped models (serving/shipped/**), the sample photo, each builder's dummy_data tree
     # (its *_test.py ships), README.md and CITATIONS.bib (TFDS reads them); whatever data file comes next too.
     held = set(zipfile.ZipFile(wheel).namelist())
-    missing = [name for name in _package_files() if name not in held]
+    missing = [name for name, in_wheel in _package_files().items() if in_wheel not in held]
     assert not missing, f"{len(missing)} files missing from {wheel.name} (pyproject's package-data): {missing[:10]}"
     assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"{wheel.name}: {wheel.stat().st_size} bytes"
 
@@ -91,12 +99,13 @@ def test_a_wheel_install_classifies_the_packages_photo_from_outside_the_reposito
     script = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "import emopy_tfds, models, pipeline, serving\n"
+        "import emopy, emopy_tfds\n"
+        "from emopy import models, pipeline, serving\n"
         "from emopy_tfds.data import sample_photo\n"
-        "from serving import predict, shipped\n"
+        "from emopy.serving import predict, shipped\n"
         "with predict.Recognizer.default() as recognizer:\n"
         "    table = recognizer.predict_image(sample_photo())\n"
-        "paths = [m.__file__ for m in (emopy_tfds, models, pipeline, serving)] + [str(sample_photo()), "
+        "paths = [m.__file__ for m in (emopy, emopy_tfds, models, pipeline, serving)] + [str(sample_photo()), "
         "str(shipped.base_path())]\n"
         "print(json.dumps({'prefix': sys.prefix, 'paths': paths, 'top': list(table['top_emotion']),"
         " 'happy': float(table['happy'].max())}))\n"

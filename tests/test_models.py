@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-import models
-from models import capsnet, vgg
+from emopy import models
+from emopy.models import capsnet, vgg
 
 NUM_CLASSES = 7
 BATCH = 4

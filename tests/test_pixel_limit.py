@@ -21,10 +21,10 @@ from PIL import Image
 from tensorflow_serving.apis import classification_pb2, input_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from emopy_tfds import faces
-from pipeline import cli
-from serving import layout, pixel_limit, shipped
-from serving.local_server import ModelServer
-from serving.recognizer import Recognizer
+from emopy.pipeline import cli
+from emopy.serving import layout, pixel_limit, shipped
+from emopy.serving.local_server import ModelServer
+from emopy.serving.recognizer import Recognizer
 
 LIMIT = 64 * 64  # the re-export's limit: a 64x64 crop passes, a 65x64 one does not
 MODEL = "emotion"

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from emopy_tfds import faces, labels
-from pipeline import cli
-from serving import predict, tables
+from emopy.pipeline import cli
+from emopy.serving import predict, tables
 
 CLASSES = list(labels.FER2013)
 COLUMNS = [*predict.LEADING_COLUMNS, *CLASSES, *predict.TRAILING_COLUMNS]
@@ -89,7 +89,7 @@ def test_a_photo_without_faces_gives_an_empty_table_with_the_same_columns(recogn
 
 
 def test_local_and_served_predictions_agree(export_base, photo_files, photo_table):
-    from serving.local_server import ModelServer
+    from emopy.serving.local_server import ModelServer
 
     with ModelServer(export_base, "emotion", port=0) as server:
         with predict.Recognizer.from_server(f"127.0.0.1:{server.ports.grpc}", "emotion") as served:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.local_server import ModelServer
-from serving.server.rest import RestServer
+from emopy.serving.local_server import ModelServer
+from emopy.serving.server.rest import RestServer
 from serving_fixtures import LABELS, face_png, write_test_model
 
 MODEL = "emotion"

@@ -36,8 +36,8 @@ from tensorflow_serving.apis import (
 )
 
 from emopy_tfds import faces
-from serving.client import EmotionClient, ServingRequestError
-from serving.local_server import ModelServer
+from emopy.serving.client import EmotionClient, ServingRequestError
+from emopy.serving.local_server import ModelServer
 from serving_fixtures import LABELS, face_crop, face_landmarks, face_png, write_test_model
 
 MODEL = "emotion"
@@ -535,7 +535,7 @@ def test_rest_predict_classify_metadata_and_status_agree_with_grpc(plain_server,
 def test_an_export_made_before_the_face_spec_signature_still_serves_a_recognizer(tmp_path):
     """Without the `face_spec` signature, model_assets is NOT_FOUND either way, and a Recognizer of the server takes
     the class names from one Classify call and the default FaceSpec for the crop size."""
-    from serving.predict import Recognizer
+    from emopy.serving.predict import Recognizer
 
     write_test_model(tmp_path, 1, face_spec_signature=False)
     with ModelServer(tmp_path, MODEL, port=0, rest_port=0) as server, \
@@ -593,7 +593,7 @@ def test_rest_api_formats(plain_server, landmark_server):
 
 
 def test_serve_prints_where_it_listens_and_stops_on_sigterm(plain_base):
-    script = f"from serving.local_server import serve; serve({str(plain_base)!r}, 'emotion', port=0, rest_port=0)"
+    script = f"from emopy.serving.local_server import serve; serve({str(plain_base)!r}, 'emotion', port=0, rest_port=0)"
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pipeline import cli
-from serving.client import EmotionClient, ServingRequestError
-from serving.local_server import ModelServer
-from serving.tls import ClientTls, ServerTls
+from emopy.pipeline import cli
+from emopy.serving.client import EmotionClient, ServingRequestError
+from emopy.serving.local_server import ModelServer
+from emopy.serving.tls import ClientTls, ServerTls
 from serving_fixtures import LABELS, face_png, write_test_model
 
 MODEL = "emotion"
@@ -196,7 +196,7 @@ def test_missing_unreadable_or_wrong_pems_are_errors_naming_the_file(model_base,
 
 def test_emopy_serve_with_tls_and_emopy_predict_through_it(model_base, pki, tmp_path, capsys):
     """`emopy serve --tls-cert --tls-key` in its own process; `emopy predict --server --tls --ca-cert` against it."""
-    command = [sys.executable, "-m", "pipeline.cli", "serve", "--model-base-path", str(model_base),
+    command = [sys.executable, "-m", "emopy.pipeline.cli", "serve", "--model-base-path", str(model_base),
                "--model-name", MODEL, "--port", "0", "--rest-port", "0",
                "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

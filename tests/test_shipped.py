@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import serving
+from emopy import serving
 from emopy_tfds import faces, labels
 from emopy_tfds.data import sample_photo
-from pipeline import cli
-from serving import layout, predict, shipped
+from emopy.pipeline import cli
+from emopy.serving import layout, predict, shipped
 
 # The shipped models this checkout holds: a name in SHIPPED whose export is not committed yet has no tests to run.
 PRESENT = [name for name in shipped.SHIPPED if layout.versions(shipped.ROOT / name)]
@@ -176,7 +176,7 @@ def test_the_recognizer_runs_the_shipped_tflite_copy_with_the_saved_models_proba
                                                                                       astronaut_face):
     import tensorflow as tf
 
-    from serving import tflite
+    from emopy.serving import tflite
 
     crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image
     crops = np.stack([crop, crop[:, ::-1], np.zeros_like(crop)])
@@ -246,7 +246,7 @@ def test_emopy_predict_cropped_flag(tmp_path, astronaut, astronaut_face):
 
 
 def test_emopy_serve_without_a_base_path_answers_grpc_predict(astronaut, astronaut_face):
-    from serving.client import EmotionClient
+    from emopy.serving.client import EmotionClient
 
     default_classes = tuple(PINS[shipped.DEFAULT]["classes"])  # the default model's, in output order
     crop = faces.align_face(astronaut, astronaut_face.landmarks, faces.FER2013_FRAMING).image

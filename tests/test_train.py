@@ -17,9 +17,9 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 from emopy_tfds import faces, labels
-from pipeline import cli, data, run_dir, train
+from emopy.pipeline import cli, data, run_dir, train
 
-import models
+from emopy import models
 
 
 def emopy(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -131,7 +131,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from pipeline import train
+from emopy.pipeline import train
 record = train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=sys.argv[1], data_dir=sys.argv[2],
                                      strategy="mirrored", epochs=5, batch_size=16, seed=1))
 print(json.dumps({"strategy": record["strategy"], "loss": record["history"]["loss"]}))

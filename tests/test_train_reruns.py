@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline import cli
+from emopy.pipeline import cli
 
 
 def emopy(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

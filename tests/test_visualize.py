@@ -10,8 +10,8 @@ import pytest
 import tf_keras as keras
 from PIL import Image
 
-import models
-from pipeline import cli, run_dir, train, visualize
+from emopy import models
+from emopy.pipeline import cli, run_dir, train, visualize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

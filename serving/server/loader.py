@@ -15,9 +15,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
 
-from serving import layout
-from serving.server.servable import ServableVersion, ServingError, Signature, VersionStatus
-from serving.server.signatures import classify_on, predict_on
+from emopy.serving import layout
+from emopy.serving.server.servable import ServableVersion, ServingError, Signature, VersionStatus
+from emopy.serving.server.signatures import classify_on, predict_on
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from google.protobuf import json_format
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
-from serving.server.servable import GRPC_CODE_BY_NUMBER, ServingError, Signature
-from serving.server.servicers import RequestHandler
-from serving.server.signatures import SIGNATURE_DEF_FIELD, classify_on, find_signature, run_signature
+from emopy.serving.server.servable import GRPC_CODE_BY_NUMBER, ServingError, Signature
+from emopy.serving.server.servicers import RequestHandler
+from emopy.serving.server.signatures import SIGNATURE_DEF_FIELD, classify_on, find_signature, run_signature
 
 logger = logging.getLogger(__name__)
 

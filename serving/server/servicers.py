@@ -19,9 +19,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.server.loader import ModelVersions
-from serving.server.servable import ServingError
-from serving.server.signatures import classify_on, metadata_of, predict_on
+from emopy.serving.server.loader import ModelVersions
+from emopy.serving.server.servable import ServingError
+from emopy.serving.server.signatures import classify_on, metadata_of, predict_on
 
 logger = logging.getLogger(__name__)
 

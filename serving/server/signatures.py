@@ -15,8 +15,8 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, predict_pb2
 
-from serving.layout import CLASSIFY_METHOD
-from serving.server.servable import GRPC_CODE_BY_NUMBER, ServableVersion, ServingError, Signature
+from emopy.serving.layout import CLASSIFY_METHOD
+from emopy.serving.server.servable import GRPC_CODE_BY_NUMBER, ServableVersion, ServingError, Signature
 
 DEFAULT_SIGNATURE_NAME = "serving_default"
 PREDICT_METHOD_NAME = "tensorflow/serving/predict"
