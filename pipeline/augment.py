@@ -2,12 +2,17 @@
 
 Landmarks are in pixel coordinates with pixel centres at integers, as dlib and `faces.align_face` give them,
 so a point keeps marking the same facial feature after the image is flipped, rotated, shifted or zoomed.
+
+Two recipes, by name (NAMED): "standard", and "photo", which also makes fer2013's crops look like faces cut from
+real photos: the detector's box off by more (shift, zoom, tilt), harsher lighting, faces that were small in their
+photo (scaled down and up again, which blurs) and sensor noise. Blur and noise leave the landmarks where they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import tensorflow as tf
 
@@ -26,6 +31,15 @@ class Augmentation:
     zoom: float = 0.1  # the scale lies in [1 - zoom, 1 + zoom]
     brightness: float = 0.1  # added, as a share of the pixel range
     contrast: float = 0.2  # the contrast factor lies in [1 - contrast, 1 + contrast]
+    low_resolution: float = 0.0  # the share of faces scaled down (to 1/3 to 1 of the side) and back up
+    noise: float = 0.0  # Gaussian noise, its standard deviation up to this share of the pixel range
+
+
+NAMED = {
+    "standard": Augmentation(),
+    "photo": Augmentation(rotation_degrees=15.0, shift=0.12, zoom=0.2, brightness=0.15, contrast=0.3,
+                          low_resolution=0.3, noise=0.03),
+}
 
 
 def flip_landmarks(landmarks: tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
@@ -44,6 +58,23 @@ def flip(images: tf.Tensor, landmarks: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]
 
 def _uniform(count: tf.Tensor, half_range: float, centre: float = 0.0) -> tf.Tensor:
     return tf.random.uniform([count], centre - half_range, centre + half_range)
+
+
+def _photo_degradations(images: tf.Tensor, image_size: int, augmentation: Augmentation, batch: tf.Tensor,
+                        per_frame: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """Float images [N, S, S, C] with some faces made low-resolution and all given noise, as augmentation says;
+    the frames of a sequence share one draw (per_frame repeats a draw per example for each of its frames)."""
+    if augmentation.low_resolution > 0:
+        # One size per batch keeps it one resize op; batches differ, so the model sees every size.
+        side = tf.random.uniform([], max(1, image_size // 3), image_size + 1, dtype=tf.int32)
+        small = tf.image.resize(images, [side, side], method="area")
+        blurred = tf.image.resize(small, [image_size, image_size], method="bilinear")
+        chosen = per_frame(tf.random.uniform([batch]) < augmentation.low_resolution)
+        images = tf.where(chosen[:, None, None, None], blurred, images)
+    if augmentation.noise > 0:
+        sigma = per_frame(tf.random.uniform([batch], 0.0, augmentation.noise * PIXEL_MAX))[:, None, None, None]
+        images = images + sigma * tf.random.normal(tf.shape(images))
+    return images
 
 
 def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
@@ -101,6 +132,7 @@ def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
         brightness = per_frame(_uniform(batch, augmentation.brightness))[:, None, None, None]
         mean = tf.reduce_mean(flat_images, axis=[1, 2, 3], keepdims=True)
         flat_images = (flat_images - mean) * contrast + mean + brightness * PIXEL_MAX
+        flat_images = _photo_degradations(flat_images, image_size, augmentation, batch, per_frame)
         flat_images = tf.cast(tf.round(tf.clip_by_value(flat_images, 0.0, PIXEL_MAX)), tf.uint8)
         images = tf.reshape(flat_images, tf.shape(images))
     return images, tf.reshape(flat_landmarks, tf.shape(landmarks))

@@ -37,7 +37,7 @@ from emopy.pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (
 from emopy.pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
                               LABELS_FILE, MODEL_FILE, RunDir, how_it_ended, read_history, remove_training_files,
                               write_json)
-from emopy.pipeline.augment import Augmentation
+from emopy.pipeline.augment import NAMED as AUGMENTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +259,9 @@ def run(config: TrainConfig, overwrite: bool = False) -> dict:
         (run_dir / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
         (run_dir / FACE_SPEC_FILE).write_text(data.face_spec(data_config, spec).to_json() + "\n")
 
+    augmentation = AUGMENTATIONS[config.augmentation] if config.augment else None
     train = data.batches(data_config, "train", spec, batch_size=global_batch, training=True,
-                         class_weights=class_weights, augmentation=Augmentation() if config.augment else None,
-                         seed=config.seed)
+                         class_weights=class_weights, augmentation=augmentation, seed=config.seed)
     validation = data.batches(data_config, "validation", spec, batch_size=global_batch)
 
     with strategy.scope():

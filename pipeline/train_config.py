@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 # emopy_tfds.labels.TARGETS, which cannot be imported here: emopy_tfds loads TensorFlow (tests check the two agree).
 TARGETS = ("majority", "votes")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+# pipeline.augment.NAMED's recipes (that module imports TensorFlow, which building the command line must not).
+AUGMENTATIONS = ("standard", "photo")
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
@@ -62,6 +64,9 @@ class TrainConfig:
         "frames per sequence", type=int, metavar="T"))
     augment: bool = dataclasses.field(default=True, metadata=_flag(
         "no flips, rotations, shifts, zooms or lighting", flag="--no-augment"))
+    augmentation: str = dataclasses.field(default="standard", metadata=_flag(
+        "standard: flips, rotations, shifts, zooms, lighting; photo: also a looser face box, low-resolution "
+        "faces and noise, like faces cut from real photos (pipeline/augment.py)", choices=AUGMENTATIONS))
     class_weights: bool = dataclasses.field(default=True, metadata=_flag(
         "do not weight rare classes up", flag="--no-class-weights"))
     patience: int = dataclasses.field(default=10, metadata=_flag(

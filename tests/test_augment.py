@@ -88,6 +88,40 @@ def test_sequences_share_one_draw_and_lighting_stays_uint8():
     assert out_frames.dtype == tf.uint8
 
 
+def _sharpness(images: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between neighbouring pixels, per image: what blur takes away."""
+    images = images.astype(np.float32)
+    return np.abs(np.diff(images, axis=2)).mean(axis=(1, 2, 3))
+
+
+def test_photo_recipe_blurs_some_faces_adds_noise_and_leaves_landmarks_to_geometry(aligned):
+    faces_batch = np.repeat(aligned.image[None], 64, axis=0)
+    points = np.repeat(aligned.landmarks[None], 64, axis=0)
+    no_geometry = dict(flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+    tf.random.set_seed(5)
+    blurred, blurred_points = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
+                                              augment.Augmentation(**no_geometry, low_resolution=1.0))
+    # Every face scaled down and up (to a third of the side at the least): none sharper, most softer; points stay.
+    sharpness = _sharpness(blurred.numpy()) / _sharpness(faces_batch[:1])
+    assert (sharpness <= 1.02).all() and np.median(sharpness) < 0.9
+    np.testing.assert_allclose(blurred_points.numpy(), points, atol=1e-4)
+    noisy, _ = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
+                               augment.Augmentation(**no_geometry, noise=0.05))
+    difference = noisy.numpy().astype(np.float32) - faces_batch
+    assert noisy.dtype == tf.uint8 and 1.0 < np.abs(difference).mean() < 0.05 * 255
+    # The named recipes: "photo" loosens the face box beyond the standard one and turns both degradations on.
+    standard, photo = augment.NAMED["standard"], augment.NAMED["photo"]
+    assert photo.zoom > standard.zoom and photo.shift > standard.shift
+    assert standard.low_resolution == standard.noise == 0 < photo.low_resolution and 0 < photo.noise
+
+
+def test_the_command_line_offers_every_named_recipe():
+    from emopy.pipeline import train_config
+
+    choices = train_config.TrainConfig.__dataclass_fields__["augmentation"].metadata["choices"]
+    assert tuple(choices) == tuple(augment.NAMED)
+
+
 def test_landmark_features_do_not_depend_on_position_or_size(aligned):
     points = aligned.landmarks
     moved = points * 2.5 + np.array([100.0, -40.0], np.float32)
