@@ -79,7 +79,7 @@ def test_the_wheel_holds_every_file_of_the_packages_and_stays_small(wheel):
     assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"{wheel.name}: {wheel.stat().st_size} bytes"
 
 
-def test_a_wheel_install_classifies_the_packages_photo_from_outside_the_repository(wheel, tmp_path):
+def test_a_wheel_install_classifies_the_packages_photo_from_a_users_project(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
                    timeout=300)
@@ -114,6 +114,12 @@ def test_a_wheel_install_classifies_the_packages_photo_from_outside_the_reposito
     environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
     outside = tmp_path / "elsewhere"
     outside.mkdir()
+    # A user's project: its own models.py, serving/ and pipeline/ come first on the path and must not be picked up.
+    trap = "raise ImportError('the user\\'s own module was imported instead of emopy\\'s')\n"
+    (outside / "models.py").write_text(trap)
+    for package in ("serving", "pipeline"):
+        (outside / package).mkdir()
+        (outside / package / "__init__.py").write_text(trap)
     ran = subprocess.run([str(python), "-c", script], cwd=outside, capture_output=True, text=True, timeout=600,
                          env=environment)
     assert ran.returncode == 0, ran.stderr[-3000:]
