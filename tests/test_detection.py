@@ -66,6 +66,26 @@ def test_a_blank_image_has_no_face_under_every_detector(detector):
     assert faces.find_faces(np.zeros((240, 320), np.uint8), detector=detector) == []
 
 
+def test_a_face_in_a_small_image_is_found_by_looking_again_scaled_up(astronaut):
+    """A tight 64 px crop of the astronaut's face, as photos of faces alone often are: too small for dlib's
+    detectors at its own size, found in the copy scaled up, its box given in the small image's pixels."""
+    frame = head_in_frame(astronaut)
+    (box,) = faces.detect_faces(frame, detector="hog")
+    margin = box.w // 8
+    crop = frame[box.y - margin:box.y + box.h + margin, box.x - margin:box.x + box.w + margin]
+    small = cv2.resize(crop, (64, 64), interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    assert detection.hog_boxes(gray) == [] and detection.cnn_boxes(gray) == []
+    for detector in faces.DETECTORS:
+        (found,) = faces.find_faces(small, detector=detector)
+        assert 40 <= found.box.w <= 64 and abs(found.box.x + found.box.w / 2 - 32) <= 8, (detector, found.box)
+        # The landmarks are fitted in the small image: eyes above the mouth, inside it.
+        assert (found.landmarks >= -2).all() and (found.landmarks <= 66).all()
+        assert found.landmarks[36:48, 1].mean() < found.landmarks[48:68, 1].mean()
+    # A video frame where a tracked face was not lost (fallback=False) does not pay for the second look.
+    assert detection.detect(gray, "auto", fallback=False) == []
+
+
 def test_landmarks_and_crop_do_not_depend_on_the_detector(astronaut):
     frame = head_in_frame(astronaut)
     (hog_box,) = faces.detect_faces(frame, detector="hog")
