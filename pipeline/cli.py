@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -164,10 +165,16 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--client-cert", metavar="PEM",
                          help="with --server: TLS, showing this client certificate (mutual TLS; needs --client-key)")
     predict.add_argument("--client-key", metavar="PEM", help="the private key of --client-cert")
-    predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet")
+    predict.add_argument("--output", metavar="FILE", help="write the rows to FILE.json, FILE.csv or FILE.parquet "
+                         "(with --beam: a folder DIR, local or gs://)")
     predict.add_argument("--annotate", metavar="OUT", help="draw faces and emotions: OUT.png for a photo, OUT.mp4 for "
                          "a video; with several inputs OUT-<name>.png/.mp4 (OUT-<folder>-<name> where names repeat)")
-    predict.add_argument("--overwrite", action="store_true", help="replace --annotate files already there")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace --annotate files already there, or with --beam an earlier run's outputs in DIR")
+    predict.add_argument("--beam", metavar="OPTIONS", help="batch prediction as a Beam pipeline: INPUT files or globs "
+                         "(local or gs://) to Parquet shards in --output DIR, unreadable files in DIR/errors-*.jsonl; "
+                         'Beam options as "runner=DataflowRunner,project=P,..." ("runner=DirectRunner": here, one '
+                         "worker process per core; see docs/distributed.md)")
     predict.add_argument("--every", type=int, default=1, metavar="K", help="videos: classify every K-th frame")
     predict.add_argument("--smoothing", type=float, default=0.0, metavar="A",
                          help="videos: average each face's probabilities over frames (0: none, towards 1: more)")
@@ -200,6 +207,30 @@ def _report_errors(action) -> int:
         print(f"emopy: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _predict_beam(args: argparse.Namespace) -> int:
+    """`emopy predict --beam OPTIONS INPUT... --output DIR`: serving.beam_predict on the runner OPTIONS names."""
+    unsupported = {"--webcam": args.webcam is not None, "--server": args.server, "--annotate": args.annotate,
+                   "--show": args.show, "--tls": args.tls or args.ca_cert or args.client_cert or args.client_key}
+    for flag, given in unsupported.items():
+        if given:
+            print(f"emopy: error: {flag} does not go with --beam, which predicts files with a model on each worker "
+                  "(leave out --beam for it)", file=sys.stderr)
+            return 2
+    if not args.output:
+        print("emopy: error: --beam writes Parquet shards: give --output DIR", file=sys.stderr)
+        return 2
+    from emopy.pipeline.build import beam_flags
+
+    # Beam's import warns that Google Cloud's optional clients (used only with gs:// and Dataflow) are missing.
+    with contextlib.nullcontext() if args.verbose else quiet.start_up_lines_filtered():
+        from emopy.serving import beam_predict
+
+    return beam_predict.run(args.inputs, args.output, beam_flags(os.cpu_count() or 1, args.beam), model=args.model,
+                            every=args.every, smoothing=args.smoothing, upsample=args.upsample, detector=args.detector,
+                            landmark_model=args.landmark_model, cropped=args.cropped, overwrite=args.overwrite,
+                            verbose=args.verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_errors(lambda: print(visualize.run(
             args.run, args.kind, image=args.image, output=args.output, layer=args.layer, class_name=args.class_name,
             split=args.split)))
+    if args.command == "predict" and args.beam is not None:
+        return _predict_beam(args)
     if args.command == "predict":
         from emopy.serving import predict  # TensorFlow
         from emopy.serving.tls import ClientTls  # grpc
