@@ -299,7 +299,8 @@ def report(output: str, matched: int, stdout: TextIO, stderr: TextIO) -> int:
     if len(errors) > ERRORS_SHOWN:
         print(f"emopy: error: ... and {len(errors) - ERRORS_SHOWN} more in {output}/{ERRORS}-*.jsonl", file=stderr)
     if accounted != matched:
-        print(f"emopy: error: {matched} file(s) matched but the outputs account for {accounted}: files were added "
-              "or removed while the job ran, or a pattern matched a file twice", file=stderr)
+        print(f"emopy: error: {matched} file(s) matched but the outputs account for {accounted}: the runner lost "
+              "outputs (Beam 2.77's own DaskRunner does: see docs/distributed.md), files were added or removed while "
+              "the job ran, or two patterns matched the same file", file=stderr)
         return 1
     return 1 if errors else 0
