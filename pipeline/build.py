@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from emopy.serving import quiet
 
@@ -32,6 +34,24 @@ def beam_flags(workers: int, beam_options: str | None) -> list[str]:
     return local + user_flags
 
 
+@contextlib.contextmanager
+def tfds_console_left_out() -> Iterator[None]:
+    """Leaves TFDS's own console output out of the block: its header ("Downloading and preparing dataset Unknown
+    size (download: Unknown size, ...)": a manual download's sizes are unknown to it) and footer, printed to
+    stdout, and its "Generating splits..." tqdm bar, which reaches 3/3 before Beam has started (TFDS only lays out
+    the pipeline there). emopy's header, its Beam workers' progress lines and its summary say all of it, once."""
+    import tensorflow_datasets as tfds  # TensorFlow: run() has imported it by now
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    shown = getattr(tqdm_utils, "_active", True)  # as the caller had it: TFDS has no public getter
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(shown)
+
+
 def run(
     dataset: str,
     *,
@@ -45,12 +65,15 @@ def run(
     detector: str = "auto",
     overwrite: bool = False,
     verbose: bool = False,
+    header: bool = True,
     stdout=sys.stdout,
     stderr=sys.stderr,
 ) -> int:
     """Builds `dataset` and prints a summary; returns the exit status. Errors are one line, naming the file.
 
-    Unless `verbose`, Beam's and its workers' TensorFlow start-up lines are left out of stderr (serving.quiet).
+    Unless `verbose`, Beam's and its workers' TensorFlow start-up lines are left out of stderr (serving.quiet), and
+    so are TFDS's own header, footer and progress bar (tfds_console_left_out). header: print emopy's line naming
+    the dataset, workers and manual dir before the build starts (the quick start's step line says it instead).
     """
     # Quiet TensorFlow's C++ start-up chatter here and in the Beam workers, which inherit the environment.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,8 +110,11 @@ def run(
                 # Several shards per split let every worker write, and later let tf.data read in parallel.
                 num_shards=max(4, 2 * workers),
             )
-            print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}", file=stderr)
-            builder.download_and_prepare(download_config=download_config)
+            if header:
+                print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}",
+                      file=stderr)
+            with contextlib.nullcontext() if verbose else tfds_console_left_out():
+                builder.download_and_prepare(download_config=download_config)
         except (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
                 faces.LandmarkModelNotFoundError) as error:
             print(f"emopy: error: {error}", file=stderr)

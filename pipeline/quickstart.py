@@ -131,7 +131,9 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
     (manual / "README.txt").write_text(SYNTHETIC_NOTE)
 
     step("2/7 emopy build fer2013 (TFDS + Beam, landmarks fitted while writing)")
-    status = build.run("fer2013", manual_dir=str(manual), data_dir=str(data_dir), config="original",
+    # The step line above is the build's header; the workers' progress lines follow it, TFDS's own bars and
+    # messages are left out (build.tfds_console_left_out), and the summary below says where the data is.
+    status = build.run("fer2013", manual_dir=str(manual), data_dir=str(data_dir), config="original", header=False,
                        stdout=open(os.devnull, "w"), stderr=stderr)
     if status:
         return status
@@ -187,10 +189,13 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
     print(f"  predictions (JSON):   {predictions}", file=stdout)
     print("Next, with your licensed copy of the data:", file=stdout)
     print("  emopy build fer2013 --manual-dir ~/fer2013", file=stdout)
-    print("  emopy train --dataset fer2013 --model vgg --out runs/vgg", file=stdout)
+    # Not vgg: on a laptop's CPU an epoch of it takes about 7 minutes (README's quick start).
+    print("  emopy train --dataset fer2013 --model vgg_small --epochs 40 --out runs/vgg_small", file=stdout)
+    print("    (the shipped models' recipe, sized for a CPU: about a minute an epoch on 2 cores; vgg takes about 7)",
+          file=stdout)
     print("  emopy build ck_plus --config emotion --manual-dir ~/ck_plus && "
           "emopy train --dataset ck_plus --model cnn --cv 10 --out runs/ck", file=stdout)
-    print("  emopy export --run runs/vgg --model-base-path models/emotion && "
+    print("  emopy export --run runs/vgg_small --model-base-path models/emotion && "
           "emopy serve --model-base-path models/emotion", file=stdout)
     print("  emopy predict photo.jpg video.mp4 --model models/emotion --output emotions.csv --annotate out.png",
           file=stdout)

@@ -134,6 +134,16 @@ def test_a_small_quickstart_runs_the_whole_pipeline(tmp_path):
     assert len(predictions) == 1 and sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert cv2.imread(str(workdir / "astronaut_emotions.png")).shape == (320, 320, 3)
     assert "over gRPC" in result.stdout and "test accuracy" in result.stdout
+    # A clean console: TFDS's own header, footer and "Generating splits" bar are left out, nothing redraws a line
+    # (\r), and each of emopy's progress lines shows once: the seven steps, then each Beam batch of the build.
+    console = result.stdout + result.stderr
+    assert "Downloading and preparing" not in console and "downloaded and prepared" not in console, console
+    assert "Generating splits" not in console and "\r" not in console, console
+    assert all(result.stdout.count(f"] {step}/7 ") == 1 for step in range(1, 8)), result.stdout
+    batches = re.findall(r"^fer2013: batch (\d+)/(\d+) \(", result.stderr, re.MULTILINE)
+    assert sorted(int(number) for number, _ in batches) == list(range(1, int(batches[0][1]) + 1)), result.stderr
+    # The next steps suggest what a laptop trains in an afternoon: the shipped models' recipe, not vgg.
+    assert "--model vgg_small" in result.stdout and "--model vgg " not in result.stdout
 
     # A second quick start in the same workdir replaces what the first made, and only that: each of its folders
     # is marked, and its files are recorded by their bytes (an edited one is not its own any more). This is the
