@@ -51,7 +51,7 @@ SUFFIXES = {PREDICTIONS: ".parquet", NO_FACE: ".jsonl", ERRORS: ".jsonl"}
 ERRORS_SHOWN = 10
 
 
-def parquet_schema(classes: Sequence[str]) -> Any:
+def parquet_schema(classes: Sequence[str]) -> pa.Schema:
     """The Arrow schema of `emopy predict --output FILE.parquet` (what pandas writes there: box a list of ints,
     landmarks a list of [x, y] lists, strings as large_string); tests/test_beam_predict.py holds them equal."""
     text = pa.large_string()
@@ -185,7 +185,7 @@ def existing_outputs(output: str) -> list[str]:
     return sorted(meta.path for result in FileSystems.match(patterns) for meta in result.metadata_list)
 
 
-def build(pipeline: Any, patterns: Sequence[tuple[str, bool]], output: str, classes: Sequence[str],
+def build(pipeline: beam.Pipeline, patterns: Sequence[tuple[str, bool]], output: str, classes: Sequence[str],
           step: PredictFiles) -> None:
     """The pipeline: match, spread the files over the workers, predict, write the three outputs."""
     literal = {pattern for pattern, filtered in patterns if not filtered}
