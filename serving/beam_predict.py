@@ -206,9 +206,9 @@ def build(pipeline: beam.Pipeline, patterns: Sequence[tuple[str, bool]], output:
              | f"Write{name}" >> beam.io.WriteToText(prefix[name], file_name_suffix=SUFFIXES[name]))
 
 
-def read_outputs(output: str) -> tuple[pd.DataFrame, list[dict], list[dict]]:
-    """What a run wrote in `output`: all rows (one DataFrame, as emopy predict's Parquet file reads), the no-face
-    records and the error records."""
+def read_outputs(output: str, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """What a run wrote in `output`: all rows (one DataFrame, as emopy predict's Parquet file reads; only `columns`
+    if given), the no-face records and the error records."""
     def shards(name: str) -> list[str]:
         result = FileSystems.match([FileSystems.join(output, f"{name}-*{SUFFIXES[name]}")])[0]
         return sorted(meta.path for meta in result.metadata_list)
@@ -216,7 +216,7 @@ def read_outputs(output: str) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     tables = []
     for path in shards(PREDICTIONS):
         with FileSystems.open(path) as source:
-            tables.append(pq.read_table(source))
+            tables.append(pq.read_table(source, columns=None if columns is None else list(columns)))
     rows = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
     records = {}
     for name in (NO_FACE, ERRORS):
@@ -288,7 +288,7 @@ def run(inputs: Sequence[str], output: str, flags: Sequence[str], *, model: str 
 
 def report(output: str, matched: int, stdout: TextIO, stderr: TextIO) -> int:
     """Prints what the run wrote, counted against the files matched; the exit status."""
-    rows, no_face, errors = read_outputs(output)
+    rows, no_face, errors = read_outputs(output, columns=["file"])  # a big job's rows stay where they are
     with_faces = rows["file"].nunique() if len(rows) else 0
     accounted = with_faces + len(no_face) + len(errors)
     print(f"{matched} file(s): {with_faces} with faces ({len(rows)} rows) in {output}/{PREDICTIONS}-*.parquet, "
