@@ -16,14 +16,23 @@ from emopy.serving import quiet
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
-def beam_flags(workers: int, beam_options: str | None) -> list[str]:
+def beam_flags(workers: int, beam_options: str | None, *, dask_address: str | None = None) -> list[str]:
     """Pipeline flags: local multi-processing with one process per worker, unless another runner is asked for.
 
     `beam_options` uses `tfds build --beam_pipeline_options` syntax: "runner=DataflowRunner,project=p,...".
     `allow_unsafe_triggers` makes Beam 2.77's DirectRunner skip its first step, fetching a Prism runner
     binary from the network; the option only relaxes a check that our global-window pipelines never meet.
+    With `dask_address`, the pipeline runs on that Dask scheduler's `workers` (pipeline/dask_runner.py), and
+    `beam_options` add to it (dask_npartitions or dask_partition_size replace emopy's partitioning).
     """
     user_flags = [f"--{option.strip()}" for option in (beam_options or "").split(",") if option.strip()]
+    if dask_address:
+        from emopy.pipeline import dask_runner
+
+        own = dask_runner.beam_flags(dask_address, workers)
+        if any(flag.startswith(("--dask_npartitions=", "--dask_partition_size=")) for flag in user_flags):
+            own = [flag for flag in own if not flag.startswith("--dask_npartitions=")]
+        return own + user_flags
     other_runner = any(
         flag.startswith("--runner=") and flag.split("=", 1)[1] not in ("DirectRunner", "direct") for flag in user_flags
     )
@@ -60,6 +69,8 @@ def run(
     config: str | None = None,
     workers: int | None = None,
     beam_options: str | None = None,
+    runner: str = "direct",
+    dask_address: str | None = None,
     skip_bad_rows: bool = False,
     landmark_model: str | None = None,
     detector: str = "auto",
@@ -70,6 +81,10 @@ def run(
     stderr=sys.stderr,
 ) -> int:
     """Builds `dataset` and prints a summary; returns the exit status. Errors are one line, naming the file.
+
+    runner "direct": Beam's DirectRunner, `workers` local processes. "dask": Beam's DaskRunner (with emopy's fixes,
+    pipeline/dask_runner.py) on the dask.distributed scheduler at `dask_address`, or on a LocalCluster of
+    `workers` processes made for the build when there is none.
 
     Unless `verbose`, Beam's and its workers' TensorFlow start-up lines are left out of stderr (serving.quiet), and
     so are TFDS's own header, footer and progress bar (tfds_console_left_out). header: print emopy's line naming
@@ -96,38 +111,47 @@ def run(
         data_dir = str(Path(data_dir).expanduser())
         # fer2013's faces come cropped: only CK+'s builder runs a detector.
         builder_kwargs = {"skip_bad_rows": skip_bad_rows} if dataset == "fer2013" else {"detector": detector}
+        errors = (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
+                  faces.LandmarkModelNotFoundError)
+        on = f"DirectRunner ({workers} process{'es' if workers > 1 else ''})"
+        cluster = contextlib.ExitStack()  # the Dask cluster of a Dask build, closed once the build is over
         started = time.perf_counter()
         try:
             # Resolve the landmark model here, so a wrong path is one clear error before any worker starts.
             faces.landmark_model_path(landmark_model)
             builder = tfds.builder(dataset, config=config, data_dir=data_dir, landmark_model=landmark_model,
                                    **builder_kwargs)
+            if runner == "dask":
+                from emopy.pipeline import dask_runner
+
+                errors += (dask_runner.DaskBuildError,)
+                dask_address, workers, on = cluster.enter_context(dask_runner.cluster(workers, dask_address))
             download_config = tfds.download.DownloadConfig(
                 manual_dir=manual_dir,
-                beam_options=PipelineOptions(flags=beam_flags(workers, beam_options)),
+                beam_options=PipelineOptions(flags=beam_flags(workers, beam_options, dask_address=dask_address)),
                 download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
                                else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS),
                 # Several shards per split let every worker write, and later let tf.data read in parallel.
                 num_shards=max(4, 2 * workers),
             )
             if header:
-                print(f"emopy build {builder.info.full_name}: {workers} worker(s), manual dir {manual_dir}",
-                      file=stderr)
+                print(f"emopy build {builder.info.full_name}: {on}, manual dir {manual_dir}", file=stderr)
             with contextlib.nullcontext() if verbose else tfds_console_left_out():
                 builder.download_and_prepare(download_config=download_config)
-        except (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
-                faces.LandmarkModelNotFoundError) as error:
+        except errors as error:
             print(f"emopy: error: {error}", file=stderr)
             return 1
-        print_summary(builder, data_dir, time.perf_counter() - started, stdout)
+        finally:
+            cluster.close()
+        print_summary(builder, data_dir, time.perf_counter() - started, stdout, on=on)
         return 0
 
 
-def print_summary(builder, data_dir: str, seconds: float, stdout) -> None:
-    """Examples per split, time taken, where the data is, and anything left out."""
+def print_summary(builder, data_dir: str, seconds: float, stdout, *, on: str | None = None) -> None:
+    """Examples per split, time taken (`on` what), where the data is, and anything left out."""
     info = builder.info
     total = sum(split.num_examples for split in info.splits.values())
-    print(f"built {info.full_name} in {seconds:.1f} s: {total} examples", file=stdout)
+    print(f"built {info.full_name} in {seconds:.1f} s{f' on {on}' if on else ''}: {total} examples", file=stdout)
     for name, split in info.splits.items():
         print(f"  {name:<11} {split.num_examples:>7} examples", file=stdout)
     metadata = dict(info.metadata or {})

@@ -66,7 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--manual-dir", required=True, metavar="DIR", help="folder holding the downloaded data")
     build.add_argument("--data-dir", default="~/tensorflow_datasets", metavar="DIR", help="where TFDS datasets live")
     build.add_argument("--config", metavar="NAME", help="builder config (fer2013: original, ferplus; ck_plus: emotion, sequences, facs)")
-    build.add_argument("--workers", type=int, metavar="N", help="local Beam worker processes (default: one per core)")
+    build.add_argument("--workers", type=int, metavar="N",
+                       help="local processes: the DirectRunner's or a Dask LocalCluster's (default: one per core)")
+    build.add_argument("--runner", choices=["direct", "dask"], default="direct",
+                       help="direct: Beam's DirectRunner here; dask: Beam's DaskRunner on --dask-address's cluster, or "
+                            "on a LocalCluster of --workers processes (see docs/distributed.md)")
+    build.add_argument("--dask-address", metavar="HOST:PORT",
+                       help="with --runner dask: the dask.distributed scheduler to build on (its workers need emopy)")
     build.add_argument("--beam-options", metavar="OPTS",
                        help='extra Beam pipeline options as for tfds build, e.g. "runner=DataflowRunner,project=P"')
     build.add_argument("--skip-bad-rows", action="store_true",
@@ -245,8 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "build":
         from emopy.pipeline import build  # TensorFlow
 
+        if args.dask_address and args.runner != "dask":
+            print("emopy: error: --dask-address names a Dask scheduler: add --runner dask", file=sys.stderr)
+            return 2
+        if args.dask_address and args.workers:
+            print("emopy: error: --workers sizes the LocalCluster --runner dask makes; the cluster at --dask-address "
+                  "has its own workers: leave out --workers", file=sys.stderr)
+            return 2
         return build.run(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
-                         workers=args.workers, beam_options=args.beam_options, skip_bad_rows=args.skip_bad_rows,
+                         workers=args.workers, beam_options=args.beam_options, runner=args.runner,
+                         dask_address=args.dask_address, skip_bad_rows=args.skip_bad_rows,
                          landmark_model=args.landmark_model, detector=args.detector, overwrite=args.overwrite,
                          verbose=args.verbose)
     if args.command == "train":
