@@ -139,6 +139,7 @@ def run(
             with contextlib.nullcontext() if verbose else tfds_console_left_out():
                 builder.download_and_prepare(download_config=download_config)
         except errors as error:
+            cluster.close()  # first, so that no worker of a failed Dask build prints after the error
             print(f"emopy: error: {error}", file=stderr)
             return 1
         finally:

@@ -217,11 +217,11 @@ class _Result(beam_dask.DaskRunnerResult):
         try:
             return super().wait_until_finish(duration)
         except KilledWorker as error:
+            tries = error.allowed_failures + 1  # the scheduler's distributed.scheduler.allowed-failures, plus one
             raise DaskBuildError(
-                f"a Dask worker died running task {error.task!r} ({error.allowed_failures + 1} worker(s) tried it, as "
-                "the scheduler's distributed.scheduler.allowed-failures allows), so the build stopped and wrote no "
-                "dataset: if the workers ran out of memory, use fewer or bigger ones; otherwise run the same command "
-                "again") from None
+                f"a Dask worker died mid-build ({tries} worker(s) died running the same task), so the build stopped "
+                "and wrote no dataset: if the workers ran out of memory, use fewer or bigger ones; otherwise run the "
+                "same command again") from None
         finally:
             if self.state != PipelineState.RUNNING:
                 self.client.cancel(self.futures)
@@ -262,9 +262,10 @@ def cluster(workers: int, address: str | None = None, *, timeout: float = 10) ->
         yield address, count, f"Dask (the cluster at {address}, {count} worker{'s' if count > 1 else ''})"
         return
     _resource_tracker_started()
-    # The scheduler and nannies run in this process: their start-up and shut-down lines would reach its log.
+    # The scheduler and nannies run in this process: their start-up and shut-down lines would reach its log, and
+    # so would the scheduler's account of a dead worker, which the build's own error says in one line.
     logger, level = logging.getLogger("distributed"), logging.getLogger("distributed").level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)
     try:
         with dask.distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                            dashboard_address=None, silence_logs=logging.ERROR,

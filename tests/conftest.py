@@ -3,6 +3,7 @@ short training runs with their exports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,20 +52,12 @@ def _built(data_dir, dataset: str, manual_dir, *configs: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def training_data(tmp_path_factory, astronaut):
-    """One data directory with the datasets training tests read:
-
-    - fer2013/original, 280 train, 56 validation and 56 test rows, classes balanced, whose faces carry their
-      class as a stripe pattern (dummy_data_generation.learnable_crops): training must learn it;
-    - fer2013/ferplus on the same faces, with FER+ votes: 7 for the face's class (in FER+'s names) and 3 for
-      neutral (3 for happiness on neutral faces), so the majority label is the fer2013 label, renamed;
-    - ck_plus in its three configs, from 12 subjects (one labelled 4-frame sequence each, emotions 1..7 in
-      turn, so contempt twice, with action units): every split of 10 folds (and of 3 for --cv) has subjects.
-    """
+def training_sources(tmp_path_factory, astronaut) -> dict[str, Path]:
+    """The manual dirs training_data is built from, by dataset: "fer2013" (fer2013.csv and fer2013new.csv) and
+    "ck_plus" (a CK+ folder tree); tests that build them another way compare with training_data."""
     from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
     from emopy_tfds.fer2013 import dummy_data_generation
 
-    data_dir = tmp_path_factory.mktemp("training_data")
     per_split = {"Training": 40, "PublicTest": 8, "PrivateTest": 8}
     emotions = [k for count in per_split.values() for k in range(7) for _ in range(count)]
     usages = [usage for usage, count in per_split.items() for _ in range(7 * count)]
@@ -81,14 +74,39 @@ def training_data(tmp_path_factory, astronaut):
         row[1 if labels.FER2013[emotion] == "neutral" else 0] = 3
         votes.append(row)
     dummy_data_generation.write_ferplus(fer2013_source, votes, usages)
-    _built(data_dir, "fer2013", fer2013_source, "original", "ferplus")
 
     au_sets = (((1, 2), (2, 2), (5, 1)), ((6, 3), (12, 4)), ((4, 2), (15, 1), (17, 2)), ((9, 3), (17, 2)))
     specs = [SequenceSpec(f"S{100 + i:03d}", "001", frames=4, emotion=1 + i % 7, facs=au_sets[i % 4])
              for i in range(12)]
     ck_plus_source = write_tree(tmp_path_factory.mktemp("ck_plus"), specs, layout="folders", photo=astronaut)
-    _built(data_dir, "ck_plus", ck_plus_source, "emotion", "sequences", "facs")
+    return {"fer2013": fer2013_source, "ck_plus": ck_plus_source}
+
+
+@pytest.fixture(scope="session")
+def training_data(tmp_path_factory, training_sources):
+    """One data directory with the datasets training tests read, built by the DirectRunner from training_sources:
+
+    - fer2013/original, 280 train, 56 validation and 56 test rows, classes balanced, whose faces carry their
+      class as a stripe pattern (dummy_data_generation.learnable_crops): training must learn it;
+    - fer2013/ferplus on the same faces, with FER+ votes: 7 for the face's class (in FER+'s names) and 3 for
+      neutral (3 for happiness on neutral faces), so the majority label is the fer2013 label, renamed;
+    - ck_plus in its three configs, from 12 subjects (one labelled 4-frame sequence each, emotions 1..7 in
+      turn, so contempt twice, with action units): every split of 10 folds (and of 3 for --cv) has subjects.
+    """
+    data_dir = tmp_path_factory.mktemp("training_data")
+    _built(data_dir, "fer2013", training_sources["fer2013"], "original", "ferplus")
+    _built(data_dir, "ck_plus", training_sources["ck_plus"], "emotion", "sequences", "facs")
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[str]:
+    """The scheduler address of a LocalCluster of 2 single-threaded worker processes, as `emopy build --runner dask`
+    makes (emopy.pipeline.dask_runner.cluster), shared by the tests that run pipelines on Dask."""
+    from emopy.pipeline import dask_runner
+
+    with dask_runner.cluster(2) as (address, _, _):
+        yield address
 
 
 @pytest.fixture(scope="session")
