@@ -267,9 +267,12 @@ def cluster(workers: int, address: str | None = None, *, timeout: float = 10) ->
     logger, level = logging.getLogger("distributed"), logging.getLogger("distributed").level
     logger.setLevel(logging.CRITICAL)
     try:
+        # No dashboard, and the scheduler's HTTP routes (health, metrics), which it serves even so, on a free port:
+        # its default, 8787, may be taken by another cluster or build.
         with dask.distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                            dashboard_address=None, silence_logs=logging.ERROR,
-                                           scheduler_kwargs={"allowed_failures": 0}) as local:
+                                           scheduler_kwargs={"allowed_failures": 0,
+                                                             "dashboard_address": "127.0.0.1:0"}) as local:
             yield local.scheduler_address, workers, f"Dask (LocalCluster, {workers} process{'es' * (workers > 1)})"
     finally:
         logger.setLevel(level)
