@@ -95,11 +95,16 @@ def test_gradcam_figure_for_image_and_image_landmark_models(runs, photo_files, m
     assert_png(path, visualize.GRADCAM_SIZE)
 
 
-def test_a_small_face_crop_is_taken_whole(runs, astronaut, astronaut_face, tmp_path):
+def test_a_small_face_crop_is_found_and_a_small_image_without_one_is_taken_whole(runs, astronaut, astronaut_face,
+                                                                                  tmp_path):
     x, y, w, h = astronaut_face.box
     crop = tmp_path / "crop48.png"
     cv2.imwrite(str(crop), cv2.resize(cv2.cvtColor(astronaut[y:y + h, x:x + w], cv2.COLOR_RGB2GRAY), (48, 48)))
-    face = visualize.face_inputs(runs["cnn"], crop)
+    face = visualize.face_inputs(runs["cnn"], crop)  # detection's second look, scaled up, finds it
+    assert not face.whole_image and face.inputs["image"].shape == (1, 48, 48, 1)
+    texture = tmp_path / "texture48.png"  # a small image where no detector finds a face: taken as the crop
+    cv2.imwrite(str(texture), np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8))
+    face = visualize.face_inputs(runs["cnn"], texture)
     assert face.whole_image and face.inputs["image"].shape == (1, 48, 48, 1)
 
 
