@@ -40,9 +40,31 @@ def trees(tmp_path_factory, astronaut) -> dict[str, Path]:
             for layout in ("zips", "folders", "emopy")}
 
 
-@pytest.mark.parametrize("layout", ["zips", "folders", "emopy"])
-def test_emotion_config_from_each_layout(tmp_path, trees, layout):
-    result = emopy_build("--manual-dir", str(trees[layout]), "--data-dir", str(tmp_path), "--workers", "2")
+def _contents(path: str | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+def test_each_layout_indexes_the_same_sequences_and_files(trees, tmp_path):
+    """The zips, the extracted folders and the original Emopy layout lead the builder to the same frames and label
+    files, byte for byte: so one full build (the folders, below; the zips in the `tfds build` test) covers all."""
+    import tensorflow_datasets as tfds
+
+    def indexed(layout: str) -> list[tuple]:
+        manager = tfds.download.DownloadManager(download_dir=tmp_path / layout, manual_dir=trees[layout])
+        sequences = ck_plus_files.index_sequences(ck_plus_files.find_roots(trees[layout], manager.extract))
+        return [(s.name, [_contents(f) for f in s.frames], [_contents(f) for f in s.landmark_files],
+                 _contents(s.emotion_file), _contents(s.facs_file)) for s in sequences]
+
+    folders = indexed("folders")
+    assert [name for name, *_ in folders] == ["S005/001", "S010/002", "S011/001", "S022/003", "S034/001"]
+    assert indexed("zips") == folders
+    emopy_layout = indexed("emopy")  # no FACS or landmark files in the original Emopy layout
+    assert [(name, frames, emotion) for name, frames, _, emotion, _ in emopy_layout] == [
+        (name, frames, emotion) for name, frames, _, emotion, _ in folders]
+
+
+def test_emotion_config_from_the_folders(tmp_path, trees):
+    result = emopy_build("--manual-dir", str(trees["folders"]), "--data-dir", str(tmp_path), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Prism" not in result.stderr
     assert "left out 1 sequence(s) with no face and no CK+ landmarks: S022/003" in result.stdout
