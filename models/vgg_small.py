@@ -5,8 +5,8 @@ as `vgg.conv_block`), each ending in 2x2 max pooling, leave a 3x3x192 map. It is
 pooled, so the rows of the face (brows, eyes, mouth) stay apart, then one 256-unit dense layer and the
 classifier, with dropout before each. About 1.1M parameters and 66M multiply-adds per 48x48 face: a training
 epoch of fer2013 takes 30-90 s on 2 cores (depending on the machine), and a face is classified in about 1.2 ms
-at batch 1 through TFLite. Two of its runs, of 80 and 90 epochs, averaged, are emopy's default model (README's
-model card); its 80-epoch run alone scores 67.0 % on fer2013's PublicTest.
+at batch 1 through TFLite. Two of its runs, of 80 and 90 epochs, averaged, are the shipped fer2013 model
+(docs/models.md); its 80-epoch run alone scores 67.0 % on fer2013's PublicTest.
 
 Chosen by measured training time per epoch on the 2-core machine, with `vgg`'s 64-512 filters (420 s),
 32-256 (124 s) and 16-128 (51 s) as the alternatives.

@@ -3,7 +3,7 @@
     serving/shipped/<name>/<version>/    one export base path per name in SHIPPED, as `emopy export` writes it
 
 `--model NAME` (predict, serve, evaluate) and `Recognizer.default(name)` take these names; with no model named
-they use DEFAULT. How each was made (the exact commands) and how well it does are in README's model cards.
+they use DEFAULT. How each was made (the exact commands) and how well it does are in docs/models.md.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from emopy.serving import layout
 ROOT = Path(__file__).resolve().parent / "shipped"
 # fer2013: fer2013's 7 labels. ferplus: FER+'s crowd votes, in the fer2013_contempt scheme (the 7, then contempt).
 SHIPPED = ("fer2013", "ferplus")
-# The model used where none is named: the shipped model that reads real photos of people best. ferplus reads 53.7 %
-# of wild_dev's 823 real photos right, fer2013 47.6 % (benchmarks/wild_photos.py; README's model cards).
+# The model used where none is named: the shipped model that reads real photos of people best. ferplus reads 55.0 %
+# of wild_dev's 823 real photos right, fer2013 49.1 % (benchmarks/wild_photos.py; docs/models.md).
 DEFAULT = "ferplus"
 
 
