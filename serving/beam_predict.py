@@ -41,9 +41,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from emopy_tfds import faces
 from emopy.serving import layout, quiet, shipped
-from emopy.serving.predict import IMAGE_SUFFIXES
+from emopy.serving.predict import is_media_name
 from emopy.serving.recognizer import Recognizer
-from emopy.serving.video import VIDEO_SUFFIXES, is_video
+from emopy.serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS
+from emopy.serving.video import is_video
 
 PREDICTIONS, NO_FACE, ERRORS = "predictions", "no_face", "errors"
 SUFFIXES = {PREDICTIONS: ".parquet", NO_FACE: ".jsonl", ERRORS: ".jsonl"}
@@ -55,11 +56,12 @@ def parquet_schema(classes: Sequence[str]) -> pa.Schema:
     """The Arrow schema of `emopy predict --output FILE.parquet` (what pandas writes there: box a list of ints,
     landmarks a list of [x, y] lists, strings as large_string); tests/test_beam_predict.py holds them equal."""
     text = pa.large_string()
-    return pa.schema([("file", text), ("frame", pa.int64()), ("time", pa.float64()), ("face_id", pa.int64()),
-                      ("box", pa.list_(pa.int64())), ("landmarks", pa.list_(pa.list_(pa.float64()))),
-                      *[(name, pa.float64()) for name in classes],
-                      ("top_emotion", text), ("valence", pa.float64()), ("arousal", pa.float64()),
-                      ("coarse_label", text)])
+    types = {"file": text, "frame": pa.int64(), "time": pa.float64(), "face_id": pa.int64(),
+             "box": pa.list_(pa.int64()), "landmarks": pa.list_(pa.list_(pa.float64())),
+             "top_emotion": text, "valence": pa.float64(), "arousal": pa.float64(), "coarse_label": text}
+    # The columns and their order are serving.tables's; this says only how Parquet stores each.
+    return pa.schema([(name, types[name]) for name in LEADING_COLUMNS] + [(name, pa.float64()) for name in classes]
+                     + [(name, types[name]) for name in TRAILING_COLUMNS])
 
 
 def parquet_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -159,10 +161,6 @@ def patterns_of(inputs: Sequence[str]) -> list[tuple[str, bool]]:
     return found
 
 
-def _is_media(path: str) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-
-
 def match_inputs(patterns: Sequence[tuple[str, bool]]) -> list[str]:
     """The files the patterns match (images and videos only where filtered), as the pipeline will match them;
     ValueError naming a pattern that matches no file."""
@@ -172,7 +170,7 @@ def match_inputs(patterns: Sequence[tuple[str, bool]]) -> list[str]:
             matched = [meta.path for meta in FileSystems.match([pattern])[0].metadata_list]
         except Exception as error:  # BeamIOError: a bucket that does not exist, no credentials, a bad scheme
             raise ValueError(f"{pattern}: cannot list ({' '.join(str(error).split())})") from None
-        matched = sorted(path for path in matched if _is_media(path) or not filtered)
+        matched = sorted(path for path in matched if is_media_name(path) or not filtered)
         if not matched:
             raise ValueError(f"{pattern}: no {'images or videos match' if filtered else 'such file'}")
         files += matched
@@ -193,7 +191,7 @@ def build(pipeline: beam.Pipeline, patterns: Sequence[tuple[str, bool]], output:
              | "Patterns" >> beam.Create([pattern for pattern, _ in patterns])
              | "Match" >> fileio.MatchAll()
              | "Paths" >> beam.Map(lambda meta: meta.path)
-             | "Media" >> beam.Filter(lambda path: path in literal or _is_media(path))
+             | "Media" >> beam.Filter(lambda path: path in literal or is_media_name(path))
              # Matching gives all files in one bundle: shuffled, they spread over the workers.
              | "Spread" >> beam.Reshuffle())
     results = files | "Predict" >> beam.ParDo(step).with_outputs(ERRORS, NO_FACE, main=PREDICTIONS)

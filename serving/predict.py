@@ -9,6 +9,7 @@ re-exported here, so `from emopy.serving.predict import Recognizer` and `predict
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -32,7 +33,7 @@ from emopy.serving.video import (FALLBACK_FPS, FRAMES_IN_FLIGHT, LIVE_WINDOW, QU
 
 __all__ = [
     # this module: the command and its inputs
-    "IMAGE_SUFFIXES", "expand_inputs", "run",
+    "IMAGE_SUFFIXES", "expand_inputs", "is_media_name", "run",
     # serving.layout
     "DEFAULT_MODEL_NAME", "PIXELS_SIGNATURE", "read_assets", "resolve_export",
     # serving.recognizer
@@ -53,8 +54,13 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".t
 # --- Inputs -------------------------------------------------------------------------------------------
 
 
+def is_media_name(path: str | os.PathLike) -> bool:
+    """Whether a file's name says it is an image or a video emopy reads (directories and globs keep only these)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
 def _is_media(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    return path.is_file() and is_media_name(path)
 
 
 def expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str], bool]:
