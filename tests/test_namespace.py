@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -89,6 +90,20 @@ def test_predict_takes_arrays_and_bytes_and_returns_the_commands_columns():
     pd.testing.assert_frame_equal(from_array[columns], from_path[columns])
     with pytest.raises(TypeError, match="video files only"):
         emopy.predict(photo.read_bytes(), every=2)
+
+
+def test_predict_returns_the_rows_the_emopy_predict_command_writes(tmp_path):
+    from emopy.pipeline import cli
+
+    written = tmp_path / "rows.parquet"
+    assert cli.main(["predict", str(sample_photo()), "--output", str(written)]) == 0
+    from_command = pd.read_parquet(written)
+    from_api = emopy.predict(sample_photo())
+    assert list(from_api.columns) == list(from_command.columns)
+    columns = probability_columns(from_api)
+    np.testing.assert_allclose(from_api[columns].to_numpy(), from_command[columns].to_numpy(), atol=1e-6)
+    assert from_api["top_emotion"].tolist() == from_command["top_emotion"].tolist()
+    assert [tuple(box) for box in from_api["box"]] == [tuple(box) for box in from_command["box"]]
 
 
 def test_the_public_names():
