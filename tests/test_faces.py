@@ -163,6 +163,21 @@ def test_a_crop_wholly_outside_the_photo_is_black(astronaut, astronaut_face):
     assert aligned.image.shape == (48, 48, 1) and not aligned.image.any()
 
 
+def test_a_crop_reaching_past_a_tight_photo_mirrors_the_photo_instead_of_black(astronaut, astronaut_face):
+    """News photos are often cropped at the forehead and cheeks; fer2013's faces never have black edges."""
+    x, y, w, h = astronaut_face.box
+    left, top = x + 10, y + 10
+    tight = astronaut[top:y + h, left:x + w]
+    spec = faces.FaceSpec(crop_size=128, margin=0.3, grayscale=False)  # bilinear only, no area-averaging first
+    aligned = faces.align_face(tight, astronaut_face.landmarks - [left, top], spec)
+    # The same crop from the tight photo mirrored out on every side (without repeating the edge pixel).
+    pad = 200
+    mirrored = np.pad(tight, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    expected = faces.align_face(mirrored, astronaut_face.landmarks - [left - pad, top - pad], spec)
+    assert np.abs(aligned.image.astype(int) - expected.image).max() <= 1
+    assert (aligned.image.max(axis=2) > 0).all()
+
+
 # --- Inputs -------------------------------------------------------------------------------------------
 
 
