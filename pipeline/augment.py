@@ -3,9 +3,11 @@
 Landmarks are in pixel coordinates with pixel centres at integers, as dlib and `faces.align_face` give them,
 so a point keeps marking the same facial feature after the image is flipped, rotated, shifted or zoomed.
 
-Two recipes, by name (NAMED): "standard", and "photo", which also makes fer2013's crops look like faces cut from
+Three recipes, by name (NAMED): "standard"; "photo", which also makes fer2013's crops look like faces cut from
 real photos: the detector's box off by more (shift, zoom, tilt), harsher lighting, faces that were small in their
-photo (scaled down and up again, which blurs) and sensor noise. Blur and noise leave the landmarks where they are.
+photo (scaled down and up again, which blurs) and sensor noise; and "tight", the standard one with half the faces
+cut at the forehead, sides or chin and mirrored back out, which is what `faces.align_face` makes of a photo cropped
+tightly around its face (news photos often are). Blur, noise and cuts leave the landmarks where they are.
 """
 
 from __future__ import annotations
@@ -33,13 +35,19 @@ class Augmentation:
     contrast: float = 0.2  # the contrast factor lies in [1 - contrast, 1 + contrast]
     low_resolution: float = 0.0  # the share of faces scaled down (to 1/3 to 1 of the side) and back up
     noise: float = 0.0  # Gaussian noise, its standard deviation up to this share of the pixel range
+    tight_crop: float = 0.0  # the share of faces cut (up to TIGHT_CUTS of the side) and mirrored back out
 
 
 NAMED = {
     "standard": Augmentation(),
     "photo": Augmentation(rotation_degrees=15.0, shift=0.12, zoom=0.2, brightness=0.15, contrast=0.3,
                           low_resolution=0.3, noise=0.03),
+    "tight": Augmentation(tight_crop=0.5),
 }
+
+# The most a tight crop cuts at each edge, as a share of the face crop's side: (top, bottom, left, right). Tight
+# news crops cut most at the forehead, which fer2013's framing keeps (faces.FER2013_FRAMING).
+TIGHT_CUTS = (0.25, 0.1, 0.15, 0.15)
 
 
 def flip_landmarks(landmarks: tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
@@ -75,6 +83,33 @@ def _photo_degradations(images: tf.Tensor, image_size: int, augmentation: Augmen
         sigma = per_frame(tf.random.uniform([batch], 0.0, augmentation.noise * PIXEL_MAX))[:, None, None, None]
         images = images + sigma * tf.random.normal(tf.shape(images))
     return images
+
+
+def _mirrored_indices(size: int, low: tf.Tensor, high: tf.Tensor) -> tf.Tensor:
+    """Per example [N], the source row (or column) of each of `size` output ones [N, size]: those in
+    [low, high] as they are, those outside mirrored about the edge without repeating it (cv2.BORDER_REFLECT_101,
+    as faces.align_face fills past a photo's edge)."""
+    index = tf.range(size)[None, :]
+    low, high = low[:, None], high[:, None]
+    index = tf.where(index < low, 2 * low - index, index)
+    index = tf.where(index > high, 2 * high - index, index)
+    return tf.clip_by_value(index, 0, size - 1)
+
+
+def _tight_crops(images: tf.Tensor, image_size: int, share: float, batch: tf.Tensor,
+                 per_frame: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """Images [N, S, S, C] with `share` of the faces cut at each edge by up to TIGHT_CUTS and mirrored back."""
+    chosen = per_frame(tf.random.uniform([batch]) < share)
+
+    def cut(most: float) -> tf.Tensor:
+        pixels = tf.random.uniform([batch], 0, int(most * image_size) + 1, dtype=tf.int32)
+        return tf.where(chosen, per_frame(pixels), 0)
+
+    top, bottom, left, right = (cut(most) for most in TIGHT_CUTS)
+    rows = _mirrored_indices(image_size, top, image_size - 1 - bottom)
+    columns = _mirrored_indices(image_size, left, image_size - 1 - right)
+    images = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(images, columns, axis=2, batch_dims=1)
 
 
 def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
@@ -128,6 +163,8 @@ def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
             images=tf.cast(flat_images, tf.float32), transforms=transforms,
             output_shape=tf.constant([image_size, image_size]), fill_value=0.0,
             interpolation="BILINEAR", fill_mode="NEAREST")
+        if augmentation.tight_crop > 0:
+            flat_images = _tight_crops(flat_images, image_size, augmentation.tight_crop, batch, per_frame)
         contrast = per_frame(_uniform(batch, augmentation.contrast, 1.0))[:, None, None, None]
         brightness = per_frame(_uniform(batch, augmentation.brightness))[:, None, None, None]
         mean = tf.reduce_mean(flat_images, axis=[1, 2, 3], keepdims=True)

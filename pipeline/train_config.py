@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 TARGETS = ("majority", "votes")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 # pipeline.augment.NAMED's recipes (that module imports TensorFlow, which building the command line must not).
-AUGMENTATIONS = ("standard", "photo")
+AUGMENTATIONS = ("standard", "photo", "tight")
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
@@ -66,7 +66,9 @@ class TrainConfig:
         "no flips, rotations, shifts, zooms or lighting", flag="--no-augment"))
     augmentation: str = dataclasses.field(default="standard", metadata=_flag(
         "standard: flips, rotations, shifts, zooms, lighting; photo: also a looser face box, low-resolution "
-        "faces and noise, like faces cut from real photos (pipeline/augment.py)", choices=AUGMENTATIONS))
+        "faces and noise, like faces cut from real photos; tight: standard, and half the faces cut at the "
+        "forehead, sides or chin and mirrored back, as tightly cropped photos come out (pipeline/augment.py)",
+        choices=AUGMENTATIONS))
     class_weights: bool = dataclasses.field(default=True, metadata=_flag(
         "do not weight rare classes up", flag="--no-class-weights"))
     patience: int = dataclasses.field(default=10, metadata=_flag(

@@ -115,6 +115,36 @@ def test_photo_recipe_blurs_some_faces_adds_noise_and_leaves_landmarks_to_geomet
     assert standard.low_resolution == standard.noise == 0 < photo.low_resolution and 0 < photo.noise
 
 
+def test_tight_recipe_cuts_edges_and_mirrors_them_back_as_align_face_does(aligned):
+    # The index map, against numpy's mirror padding of what is kept (align_face's cv2.BORDER_REFLECT_101).
+    low, high = tf.constant([0, 5, 12]), tf.constant([47, 40, 43])
+    rows = augment._mirrored_indices(SIZE, low, high).numpy()
+    column = aligned.image[:, 20, 0]
+    for k in range(3):
+        kept = column[low[k]:high[k] + 1]
+        expected = np.pad(kept, (int(low[k]), SIZE - 1 - int(high[k])), mode="reflect")
+        np.testing.assert_array_equal(column[rows[k]], expected)
+
+    faces_batch = np.repeat(aligned.image[None], 64, axis=0)
+    points = np.repeat(aligned.landmarks[None], 64, axis=0)
+    no_geometry = dict(flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+    tf.random.set_seed(7)
+    cut, cut_points = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
+                                      augment.Augmentation(**no_geometry, tight_crop=1.0))
+    cut = cut.numpy()
+    # The middle, which no cut reaches, stays; the edges change in most faces; the points stay on the face.
+    top, bottom, left, right = (int(most * SIZE) for most in augment.TIGHT_CUTS)
+    middle = np.s_[:, top:SIZE - bottom, left:SIZE - right]
+    np.testing.assert_array_equal(cut[middle], faces_batch[middle])
+    changed = (cut != faces_batch).reshape(64, -1).any(axis=1)
+    assert changed.mean() > 0.9
+    np.testing.assert_allclose(cut_points.numpy(), points, atol=1e-4)
+    half, _ = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
+                              augment.Augmentation(**no_geometry, tight_crop=0.5))
+    assert 0.2 < (half.numpy() != faces_batch).reshape(64, -1).any(axis=1).mean() < 0.8
+    assert augment.NAMED["tight"] == augment.Augmentation(tight_crop=0.5)
+
+
 def test_the_command_line_offers_every_named_recipe():
     from emopy.pipeline import train_config
 
