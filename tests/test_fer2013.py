@@ -15,8 +15,8 @@ from emopy_tfds import labels
 from emopy_tfds.fer2013 import dummy_data_generation as generate
 from emopy_tfds.fer2013 import fer2013_csv
 
+from builds import IN_PROCESS, build_here, load_split, load_splits
 from builds import emopy_build as build_dataset
-from builds import load_split
 
 ROWS = 21
 USAGES = ["Training"] * 13 + ["PublicTest"] * 4 + ["PrivateTest"] * 4
@@ -32,8 +32,11 @@ def emopy_build(*args: str, env: dict | None = None) -> subprocess.CompletedProc
     return build_dataset("fer2013", *args, env=env)
 
 
-def check_built(data_dir: Path, images: np.ndarray, name: str = "fer2013") -> None:
-    by_split = {split: load_split(data_dir, name, split) for split in fer2013_csv.SPLITS}
+def check_built(data_dir: Path, images: np.ndarray, *also: tuple[str, str]) -> dict[tuple[str, str], list[dict]]:
+    """fer2013/original's splits hold the rows of `images` with their labels and landmarks; returns the splits
+    `also` (name, split) read in the same process."""
+    loaded = load_splits(data_dir, *(("fer2013", split) for split in fer2013_csv.SPLITS), *also)
+    by_split = {split: loaded["fer2013", split] for split in fer2013_csv.SPLITS}
     for split, usage in ((s, u) for u, s in fer2013_csv.USAGE_TO_SPLIT.items()):
         expected = [i for i, row_usage in enumerate(USAGES) if row_usage == usage]
         got = by_split[split]
@@ -47,6 +50,7 @@ def check_built(data_dir: Path, images: np.ndarray, name: str = "fer2013") -> No
             # dlib's fit on a whole 48x48 face puts the points on the face, eyes above the mouth.
             assert np.all((landmarks > -8) & (landmarks < 56))
             assert landmarks[36:48, 1].mean() < landmarks[48:68, 1].mean()
+    return {key: loaded[key] for key in also}
 
 
 # --- Parsing and validation (pure functions) ----------------------------------------------------------
@@ -137,13 +141,14 @@ def test_a_ferplus_file_that_does_not_align_with_fer2013s_is_refused(tmp_path, f
 # --- Real builds --------------------------------------------------------------------------------------
 
 
-# The forms whose files the builder finds and opens differently: the tarball is extracted, the ICML CSV has its own
-# name. plain and crlf differ only in line endings, which test_scan_reads_every_form_and_locates_pixels covers, and
-# plain is built by test_tfds_build_command_line_builds_both_configs.
-@pytest.mark.parametrize("form", ["tarball", "icml"])
-def test_emopy_build_with_two_workers_on_each_form(tmp_path, face_images, form):
+# The forms whose files the builder finds and opens differently: the tarball is extracted (by the launching process,
+# before any worker starts), the ICML CSV has its own name. plain and crlf differ only in line endings, which
+# test_scan_reads_every_form_and_locates_pixels covers, and plain is built by
+# test_tfds_build_command_line_builds_both_configs. The ICML form is built by `emopy build` with two worker
+# processes, the tarball in this process (builds.build_here: each worker process costs about 15 s).
+def test_emopy_build_with_two_workers_on_the_icml_form(tmp_path, face_images):
     manual = tmp_path / "manual"
-    generate.write_source(manual, face_images, EMOTIONS, USAGES, form=form)
+    generate.write_source(manual, face_images, EMOTIONS, USAGES, form="icml")
     result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Prism" not in result.stderr  # no attempt to fetch a runner binary
@@ -160,6 +165,15 @@ def test_emopy_build_with_two_workers_on_each_form(tmp_path, face_images, form):
     check_built(tmp_path / "data", face_images)
 
 
+def test_the_tarball_form_is_extracted_and_built(tmp_path, face_images):
+    manual = tmp_path / "manual"
+    generate.write_source(manual, face_images, EMOTIONS, USAGES, form="tarball")
+    assert [path.name for path in manual.iterdir()] == ["fer2013.tar.gz"]
+    summary = build_here("fer2013", manual, tmp_path / "data")
+    assert "train            13 examples" in summary and "test              4 examples" in summary
+    check_built(tmp_path / "data", face_images)
+
+
 def test_tfds_build_command_line_builds_both_configs(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="plain")
@@ -172,8 +186,8 @@ def test_tfds_build_command_line_builds_both_configs(tmp_path, face_images):
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    check_built(tmp_path / "data", face_images)
-    assert len(load_split(tmp_path / "data", "fer2013/ferplus", "train")) == 13
+    ferplus = check_built(tmp_path / "data", face_images, ("fer2013/ferplus", "train"))
+    assert len(ferplus["fer2013/ferplus", "train"]) == 13
 
 
 def test_ferplus_without_its_file_is_a_clear_error(tmp_path, face_images):
@@ -205,11 +219,11 @@ def test_ferplus_config_builds_with_votes(tmp_path, face_images):
     names[14] = ""  # FER+ dropped this image (a validation row)
     generate.write_ferplus(manual, votes, USAGES, names)
     result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--config", "ferplus",
-                         "--workers", "2")
+                         *IN_PROCESS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "FER+ left out 2 row(s): 1 no image name, 1 majority unknown" in result.stdout
-    train = load_split(tmp_path / "data", "fer2013/ferplus", "train")
-    validation = load_split(tmp_path / "data", "fer2013/ferplus", "validation")
+    loaded = load_splits(tmp_path / "data", ("fer2013/ferplus", "train"), ("fer2013/ferplus", "validation"))
+    train, validation = loaded["fer2013/ferplus", "train"], loaded["fer2013/ferplus", "validation"]
     assert 5 not in [e["index"] for e in train] and len(train) == 12
     assert 14 not in [e["index"] for e in validation] and len(validation) == 3
     for example in train:
@@ -229,8 +243,7 @@ def test_bad_row_stops_emopy_build_and_skip_bad_rows_counts_it(tmp_path, face_im
     assert "Traceback" not in stopped.stderr
     assert not (data_dir / "fer2013" / "original" / "1.0.0").exists()
 
-    skipped = emopy_build("--manual-dir", str(manual), "--data-dir", str(data_dir), "--workers", "2",
-                          "--skip-bad-rows")
+    skipped = emopy_build("--manual-dir", str(manual), "--data-dir", str(data_dir), *IN_PROCESS, "--skip-bad-rows")
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     assert "skipped 1 bad row(s)" in skipped.stdout
     metadata = json.loads((data_dir / "fer2013" / "original" / "1.0.0" / "metadata.json").read_text())
