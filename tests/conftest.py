@@ -43,12 +43,10 @@ def photo_files(tmp_path_factory, astronaut) -> dict[str, str]:
 
 
 def _built(data_dir, dataset: str, manual_dir, *configs: str) -> None:
-    from builds import emopy_build
+    from builds import build_here
 
     for config in configs:
-        result = emopy_build(dataset, "--manual-dir", str(manual_dir), "--data-dir", str(data_dir),
-                             "--config", config, "--workers", "2")
-        assert result.returncode == 0, result.stderr[-3000:]
+        build_here(dataset, manual_dir, data_dir, config)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +82,8 @@ def training_sources(tmp_path_factory, astronaut) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def training_data(tmp_path_factory, training_sources):
-    """One data directory with the datasets training tests read, built by the DirectRunner from training_sources:
+    """One data directory with the datasets training tests read, built by the DirectRunner from training_sources, in
+    this process (builds.build_here: `emopy build`'s worker processes are tested in test_fer2013 and test_ck_plus):
 
     - fer2013/original, 280 train, 56 validation and 56 test rows, classes balanced, whose faces carry their
       class as a stripe pattern (dummy_data_generation.learnable_crops): training must learn it;

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emopy import models
-from builds import emopy_build
+from builds import build_here
 from emopy_tfds import faces, labels
 from emopy_tfds.fer2013 import dummy_data_generation
 from emopy.pipeline import data
@@ -25,9 +25,7 @@ def training_crop(astronaut, astronaut_face, tmp_path_factory) -> tuple[dict, da
     source = tmp_path_factory.mktemp("fer2013_source")
     dummy_data_generation.write_source(source, np.stack([crop, crop]), [3, 3], ["Training", "Training"])
     data_dir = tmp_path_factory.mktemp("fer2013_data")
-    built = emopy_build("fer2013", "--manual-dir", str(source), "--data-dir", str(data_dir), "--config", "original",
-                        "--workers", "1")
-    assert built.returncode == 0, built.stderr[-3000:]
+    build_here("fer2013", source, data_dir, "original")
     config = data.DataConfig("fer2013", data_dir=str(data_dir))
     inputs, _ = next(iter(data.batches(config, "train", SPEC, batch_size=1)))
     return {name: value.numpy()[0] for name, value in inputs.items()}, config
