@@ -13,8 +13,8 @@ from emopy_tfds import labels
 from emopy_tfds.ck_plus import ck_plus_beam, ck_plus_files
 from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
 
+from builds import build_here, load_split, load_splits
 from builds import emopy_build as build_dataset
-from builds import load_split
 
 SPECS = (
     SequenceSpec("S005", "001", frames=5, emotion=3, facs=((9, 2), (17, 3))),
@@ -93,16 +93,17 @@ def test_emotion_config_from_the_folders(tmp_path, trees):
 
 
 def test_sequences_and_facs_configs(tmp_path, trees):
+    # Built in this process (builds.build_here): `emopy build`'s worker processes are tested above, and facs is also
+    # built by `tfds build` below.
     for config in ("sequences", "facs"):
-        result = emopy_build("--manual-dir", str(trees["folders"]), "--data-dir", str(tmp_path), "--config", config,
-                             "--workers", "2")
-        assert result.returncode == 0, result.stderr[-3000:]
-    sequences = {f"{e['subject']}/{e['sequence']}": e for e in load(tmp_path, "sequences")}
+        build_here("ck_plus", trees["folders"], tmp_path, config)
+    loaded = load_splits(tmp_path, ("ck_plus/sequences", "train"), ("ck_plus/facs", "train"))
+    sequences = {f"{e['subject']}/{e['sequence']}": e for e in loaded["ck_plus/sequences", "train"]}
     assert sorted(sequences) == ["S005/001", "S011/001", "S034/001"]
     assert sequences["S005/001"]["frame_numbers"] == [1, 2, 3, 4, 5]
     assert np.array(sequences["S005/001"]["frames"]).shape == (5, 96, 96, 1)
     assert np.array(sequences["S011/001"]["landmarks"]).shape == (4, 68, 2)
-    facs = {f"{e['subject']}/{e['sequence']}": e for e in load(tmp_path, "facs")}
+    facs = {f"{e['subject']}/{e['sequence']}": e for e in loaded["ck_plus/facs", "train"]}
     assert sorted(facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]  # unlabelled included
     assert facs["S010/002"]["label"] == -1 and facs["S010/002"]["action_units"] == [12]
     assert facs["S005/001"]["action_units"] == [9, 17] and facs["S005/001"]["au_intensities"] == [2, 3]
