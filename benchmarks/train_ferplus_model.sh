@@ -15,13 +15,14 @@ export_base=${3:-$runs/export}
 epochs=${EPOCHS:-35}
 benchmarks/build_real_fer2013.sh "$data_dir" train_ferplus_model.sh ferplus
 mkdir -p "$runs"
-# The members differ only in their random initialisation and batches.
+# The members differ in their augmentation (a: standard; b: tight, faces cut at the edges and mirrored back, as
+# tightly cropped photos come out), their random initialisation and batches.
 members=()
-for member in a b; do
-  run="$runs/vgg_small_votes_$member"
+for member in a:standard b:tight; do
+  run="$runs/vgg_small_votes_${member%%:*}"
   start=$(date +%s)
   emopy train --dataset fer2013/ferplus --labels fer2013_contempt --targets votes --model vgg_small \
-    --epochs "$epochs" --data-dir "$data_dir" --out "$run" >> "$run.log" 2>&1
+    --augmentation "${member#*:}" --epochs "$epochs" --data-dir "$data_dir" --out "$run" >> "$run.log" 2>&1
   echo "$run: $epochs epochs trained in $(( $(date +%s) - start )) s" | tee -a "$runs/wall_times.txt"
   emopy evaluate --run "$run" --split validation | tee -a "$run.log"
   members+=("$run")
