@@ -94,19 +94,25 @@ def _sharpness(images: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(images, axis=2)).mean(axis=(1, 2, 3))
 
 
+# Only the change under test: no flip, no affine map, no lighting.
+NO_GEOMETRY = dict(flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+
+
+def _copies(aligned: faces.AlignedFace, count: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.repeat(aligned.image[None], count, axis=0), np.repeat(aligned.landmarks[None], count, axis=0)
+
+
 def test_photo_recipe_blurs_some_faces_adds_noise_and_leaves_landmarks_to_geometry(aligned):
-    faces_batch = np.repeat(aligned.image[None], 64, axis=0)
-    points = np.repeat(aligned.landmarks[None], 64, axis=0)
-    no_geometry = dict(flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+    faces_batch, points = _copies(aligned, 64)
     tf.random.set_seed(5)
     blurred, blurred_points = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
-                                              augment.Augmentation(**no_geometry, low_resolution=1.0))
+                                              augment.Augmentation(**NO_GEOMETRY, low_resolution=1.0))
     # Every face scaled down and up (to a third of the side at the least): none sharper, most softer; points stay.
     sharpness = _sharpness(blurred.numpy()) / _sharpness(faces_batch[:1])
     assert (sharpness <= 1.02).all() and np.median(sharpness) < 0.9
     np.testing.assert_allclose(blurred_points.numpy(), points, atol=1e-4)
     noisy, _ = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
-                               augment.Augmentation(**no_geometry, noise=0.05))
+                               augment.Augmentation(**NO_GEOMETRY, noise=0.05))
     difference = noisy.numpy().astype(np.float32) - faces_batch
     assert noisy.dtype == tf.uint8 and 1.0 < np.abs(difference).mean() < 0.05 * 255
     # The named recipes: "photo" loosens the face box beyond the standard one and turns both degradations on.
@@ -125,12 +131,10 @@ def test_tight_recipe_cuts_edges_and_mirrors_them_back_as_align_face_does(aligne
         expected = np.pad(kept, (int(low[k]), SIZE - 1 - int(high[k])), mode="reflect")
         np.testing.assert_array_equal(column[rows[k]], expected)
 
-    faces_batch = np.repeat(aligned.image[None], 64, axis=0)
-    points = np.repeat(aligned.landmarks[None], 64, axis=0)
-    no_geometry = dict(flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+    faces_batch, points = _copies(aligned, 64)
     tf.random.set_seed(7)
     cut, cut_points = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
-                                      augment.Augmentation(**no_geometry, tight_crop=1.0))
+                                      augment.Augmentation(**NO_GEOMETRY, tight_crop=1.0))
     cut = cut.numpy()
     # The middle, which no cut reaches, stays; the edges change in most faces; the points stay on the face.
     top, bottom, left, right = (int(most * SIZE) for most in augment.TIGHT_CUTS)
@@ -140,7 +144,7 @@ def test_tight_recipe_cuts_edges_and_mirrors_them_back_as_align_face_does(aligne
     assert changed.mean() > 0.9
     np.testing.assert_allclose(cut_points.numpy(), points, atol=1e-4)
     half, _ = augment.augment(tf.constant(faces_batch), tf.constant(points), SIZE,
-                              augment.Augmentation(**no_geometry, tight_crop=0.5))
+                              augment.Augmentation(**NO_GEOMETRY, tight_crop=0.5))
     assert 0.2 < (half.numpy() != faces_batch).reshape(64, -1).any(axis=1).mean() < 0.8
     assert augment.NAMED["tight"] == augment.Augmentation(tight_crop=0.5)
 
