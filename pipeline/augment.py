@@ -114,7 +114,8 @@ def _tight_crops(images: tf.Tensor, image_size: int, share: float, batch: tf.Ten
 
 def augment(images: tf.Tensor | None, landmarks: tf.Tensor, image_size: int,
             augmentation: Augmentation = Augmentation()) -> tuple[tf.Tensor | None, tf.Tensor]:
-    """Randomly flipped, rotated, shifted, zoomed, brightened and contrasted copies of a batch.
+    """Randomly flipped, rotated, shifted, zoomed, brightened and contrasted copies of a batch, some also cut at
+    their edges, blurred or noisy as the recipe says.
 
     images: uint8 [B, (T,) S, S, C], or None for landmark-only inputs; landmarks: [B, (T,) 68, 2]. The copies
     are uint8 too, rounded: the model is fed only what a face crop can be. The frames of a sequence share

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-# `emopy build` flags that run its Beam pipeline in the command's own process (Beam's in-memory DirectRunner), for
-# tests of the command whose point is not its worker processes: each of those costs about 15 s on 2 cores.
-IN_PROCESS = ("--workers", "1", "--beam-options", "direct_running_mode=in_memory")
+# Beam's DirectRunner in the launching process: no worker processes, each of which costs about 15 s on 2 cores.
+IN_MEMORY = "direct_running_mode=in_memory"
+# `emopy build` flags that run its Beam pipeline in the command's own process, for tests of the command whose point
+# is not its worker processes.
+IN_PROCESS = ("--workers", "1", "--beam-options", IN_MEMORY)
 
 
 def emopy_build(dataset: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -39,7 +41,7 @@ def build_here(dataset: str, manual_dir: Path, data_dir: Path, config: str | Non
 
     summary, errors = io.StringIO(), io.StringIO()
     status = build.run(dataset, manual_dir=str(manual_dir), data_dir=str(data_dir), config=config, workers=1,
-                       beam_options="direct_running_mode=in_memory", stdout=summary, stderr=errors, **options)
+                       beam_options=IN_MEMORY, stdout=summary, stderr=errors, **options)
     assert status == 0, errors.getvalue()[-3000:]
     return summary.getvalue()
 
