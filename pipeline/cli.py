@@ -124,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="the name in models.config and the warmup requests")
     export.add_argument("--test-time-flip", action="store_true",
                         help="average each face's probabilities with its mirror image's (image-only models)")
+    export.add_argument("--int8-tflite", action="store_true",
+                        help="the TFLite copy, which emopy predict runs, stores its weights as int8: 4x smaller, about "
+                        "twice as fast, probabilities within about 0.02 (the SavedModel stays float32)")
     export.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS, metavar="N",
                         help="the signatures that decode images refuse one whose header declares more pixels, "
                         f"before decoding it; recorded in assets/export.json (default: {MAX_IMAGE_PIXELS}, the photo "
@@ -304,14 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.from_export:
                 from emopy.serving import reexport
 
-                if args.test_time_flip:
-                    raise ValueError("--test-time-flip goes with --run: --from-export keeps what its export serves")
+                if args.test_time_flip or args.int8_tflite:
+                    flag = "--test-time-flip" if args.test_time_flip else "--int8-tflite"
+                    raise ValueError(f"{flag} goes with --run: --from-export keeps what its export serves")
                 path = reexport.reexport(shipped.resolve_model(args.from_export), args.model_base_path, args.version,
                                          args.model_name, max_image_pixels=args.max_image_pixels, report=notes.append)
             else:
                 path = export.export(args.run, args.model_base_path, args.version, args.model_name,
                                      test_time_flip=args.test_time_flip, max_image_pixels=args.max_image_pixels,
-                                     report=notes.append)
+                                     int8_tflite=args.int8_tflite, report=notes.append)
             print(f"exported {args.from_export or ' + '.join(args.run)} to {path}")
             for note in notes:
                 print(f"  {note}")

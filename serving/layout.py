@@ -39,6 +39,8 @@ PIXELS_SIGNATURE = "pixels"
 FACE_SPEC_SIGNATURE = "face_spec"
 # export.json's entry for the most pixels an image's header may declare in the signatures that decode images.
 MAX_PIXELS_KEY = "max_image_pixels"
+# export.json's entry saying whether the TFLite copy's weights are int8 (serving/tflite.py).
+INT8_TFLITE_KEY = "int8_tflite"
 
 
 class ExportAssets(NamedTuple):

@@ -1,6 +1,7 @@
 """Where an export came from, as facts that hold on any machine: what `emopy export` writes to assets/export.json.
 
     {"format": 2, "emopy_version": "0.1.0", "git_commit": "3f2c..." or null, "test_time_flip": false,
+     "int8_tflite": false,
      "members": [{"run": "vgg_small80", "model": "vgg_small",
                   "command": "emopy train --dataset fer2013 --model vgg_small --epochs 80 --out vgg_small80",
                   "datasets": [{"name": "fer2013", "config": "original", "version": "1.0.0",
@@ -38,6 +39,7 @@ import tensorflow_datasets as tfds
 from emopy.pipeline import data  # also registers emopy's TFDS builders
 from emopy.pipeline.run_dir import RunDir
 from emopy.pipeline.train_config import DEFAULT_DATA_DIR, TrainConfig
+from emopy.serving import layout
 
 FORMAT = 2
 # Settings that are paths of the training machine: --out is named by the run's folder, --data-dir left out.
@@ -118,7 +120,8 @@ def member_record(run: RunDir) -> dict[str, Any]:
             "datasets": [dataset_record(name, data_dir) for name in names]}
 
 
-def export_record(runs: list[RunDir], test_time_flip: bool) -> dict[str, Any]:
+def export_record(runs: list[RunDir], test_time_flip: bool, int8_tflite: bool = False) -> dict[str, Any]:
     """assets/export.json's content for an export of `runs` (one, or an ensemble's members)."""
     return {"format": FORMAT, "emopy_version": emopy_version(), "git_commit": git_commit(),
-            "test_time_flip": test_time_flip, "members": [member_record(run) for run in runs]}
+            "test_time_flip": test_time_flip, layout.INT8_TFLITE_KEY: int8_tflite,
+            "members": [member_record(run) for run in runs]}

@@ -306,10 +306,36 @@ def test_the_recognizer_runs_the_tflite_copy_and_falls_back_to_the_saved_model_w
     np.testing.assert_allclose(slow.classify_crops(list(crops), points), expected, atol=1e-5)
 
 
+def test_int8_tflite_quantises_the_copys_weights_and_keeps_its_answers(exported, runs, face, tmp_path):
+    import json
+
+    from emopy.serving import predict
+
+    base = tmp_path / "int8"
+    assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base), "--int8-tflite"]) == 0
+    path = base / "1"
+    float_copy, int8_copy = (export_dir / layout.TFLITE_FILE for export_dir in (exported["cnn"], path))
+    assert int8_copy.stat().st_size < 0.5 * float_copy.stat().st_size
+    interpreter = tf.lite.Interpreter(model_path=str(int8_copy))
+    assert any(tensor["dtype"] == np.int8 for tensor in interpreter.get_tensor_details())
+    assert json.loads((path / "assets" / "export.json").read_text())[layout.INT8_TFLITE_KEY] is True
+    assert json.loads((exported["cnn"] / "assets" / "export.json").read_text())[layout.INT8_TFLITE_KEY] is False
+
+    crops = np.stack([face.image, face.image[:, ::-1], np.full_like(face.image, 128)])
+    # The SavedModel, which TF Serving runs, is the float model; only the Recognizer's copy moves a little.
+    expected = tf.saved_model.load(str(exported["cnn"])).signatures["pixels"](image=tf.constant(crops))
+    served = tf.saved_model.load(str(path)).signatures["pixels"](image=tf.constant(crops))["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected["probabilities"].numpy(), atol=1e-5)
+    quantised = predict.Recognizer.from_export(path).classify_crops(list(crops))
+    np.testing.assert_allclose(quantised, served, atol=0.05)
+    assert np.abs(quantised - served).max() > 1e-6  # the int8 copy is what ran
+    assert cli.main(["export", "--from-export", str(path), "--model-base-path", str(base), "--int8-tflite"]) == 2
+
+
 def test_a_model_the_tflite_converter_refuses_is_exported_without_the_copy(runs, tmp_path, monkeypatch, caplog):
     from emopy.serving import predict, tflite
 
-    def refuse(version_dir):
+    def refuse(version_dir, int8_weights):
         raise RuntimeError("an op TFLite has no kernel for\nmore detail")
 
     monkeypatch.setattr(tflite, "convert", refuse)
