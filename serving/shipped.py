@@ -16,7 +16,7 @@ from emopy.serving import layout
 ROOT = Path(__file__).resolve().parent / "shipped"
 # fer2013: fer2013's 7 labels. ferplus: FER+'s crowd votes, in the fer2013_contempt scheme (the 7, then contempt).
 SHIPPED = ("fer2013", "ferplus")
-# The model used where none is named: the shipped model that reads real photos of people best. ferplus reads 58.3 %
+# The model used where none is named: the shipped model that reads real photos of people best. ferplus reads 58.7 %
 # of wild_dev's 823 real photos right, fer2013 51.0 % (benchmarks/wild_photos.py; docs/models.md).
 DEFAULT = "ferplus"
 
