@@ -15,7 +15,7 @@ from emopy_tfds import labels
 from emopy_tfds.fer2013 import dummy_data_generation as generate
 from emopy_tfds.fer2013 import fer2013_csv
 
-from builds import IN_PROCESS, build_here, load_split, load_splits
+from builds import IN_MEMORY, IN_PROCESS, build_here, load_split, load_splits
 from builds import emopy_build as build_dataset
 
 ROWS = 21
@@ -145,7 +145,9 @@ def test_a_ferplus_file_that_does_not_align_with_fer2013s_is_refused(tmp_path, f
 # before any worker starts), the ICML CSV has its own name. plain and crlf differ only in line endings, which
 # test_scan_reads_every_form_and_locates_pixels covers, and plain is built by
 # test_tfds_build_command_line_builds_both_configs. The ICML form is built by `emopy build` with two worker
-# processes, the tarball in this process (builds.build_here: each worker process costs about 15 s).
+# processes, the tarball in this process (builds.build_here: each worker process costs about 15 s), and `tfds build`
+# runs its Beam pipelines in its own process (builds.IN_MEMORY, passed on as any runner's options would be): both
+# configs' DoFns run in worker processes in test_dask_build.
 def test_emopy_build_with_two_workers_on_the_icml_form(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="icml")
@@ -181,8 +183,7 @@ def test_tfds_build_command_line_builds_both_configs(tmp_path, face_images):
     builder_folder = Path(fer2013_csv.__file__).parent
     result = subprocess.run(
         ["tfds", "build", str(builder_folder), "--manual_dir", str(manual), "--data_dir", str(tmp_path / "data"),
-         "--beam_pipeline_options=runner=DirectRunner,allow_unsafe_triggers,direct_running_mode=multi_processing,"
-         "direct_num_workers=2"],
+         f"--beam_pipeline_options=runner=DirectRunner,allow_unsafe_triggers,{IN_MEMORY}"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
