@@ -13,7 +13,7 @@ from emopy_tfds import labels
 from emopy_tfds.ck_plus import ck_plus_beam, ck_plus_files
 from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
 
-from builds import build_here, load_split, load_splits
+from builds import IN_MEMORY, build_here, load_split
 from builds import emopy_build as build_dataset
 
 SPECS = (
@@ -92,22 +92,15 @@ def test_emotion_config_from_the_folders(tmp_path, trees):
     assert json.loads(metadata["face_spec"])["detector"] == "auto"  # the default, recorded
 
 
-def test_sequences_and_facs_configs(tmp_path, trees):
-    # Built in this process (builds.build_here): `emopy build`'s worker processes are tested above, and facs is also
-    # built by `tfds build` below.
-    for config in ("sequences", "facs"):
-        build_here("ck_plus", trees["folders"], tmp_path, config)
-    loaded = load_splits(tmp_path, ("ck_plus/sequences", "train"), ("ck_plus/facs", "train"))
-    sequences = {f"{e['subject']}/{e['sequence']}": e for e in loaded["ck_plus/sequences", "train"]}
+def test_sequences_config(tmp_path, trees):
+    # Built in this process (builds.build_here): `emopy build`'s worker processes are tested above, and facs is built
+    # by `tfds build` below (from the zips, which lead the builder to the same files as the folders).
+    build_here("ck_plus", trees["folders"], tmp_path, "sequences")
+    sequences = {f"{e['subject']}/{e['sequence']}": e for e in load(tmp_path, "sequences")}
     assert sorted(sequences) == ["S005/001", "S011/001", "S034/001"]
     assert sequences["S005/001"]["frame_numbers"] == [1, 2, 3, 4, 5]
     assert np.array(sequences["S005/001"]["frames"]).shape == (5, 96, 96, 1)
     assert np.array(sequences["S011/001"]["landmarks"]).shape == (4, 68, 2)
-    facs = {f"{e['subject']}/{e['sequence']}": e for e in loaded["ck_plus/facs", "train"]}
-    assert sorted(facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]  # unlabelled included
-    assert facs["S010/002"]["label"] == -1 and facs["S010/002"]["action_units"] == [12]
-    assert facs["S005/001"]["action_units"] == [9, 17] and facs["S005/001"]["au_intensities"] == [2, 3]
-    assert facs["S005/001"]["frame"] == 5  # the peak frame
 
 
 def test_malformed_label_file_stops_the_build_naming_it(tmp_path, astronaut):
@@ -175,13 +168,16 @@ def test_tfds_build_command_line(tmp_path, trees):
     result = subprocess.run(
         ["tfds", "build", str(builder_folder), "--config", "facs", "--manual_dir", str(trees["zips"]),
          "--data_dir", str(tmp_path),
-         "--beam_pipeline_options=runner=DirectRunner,allow_unsafe_triggers,direct_running_mode=multi_processing,"
-         "direct_num_workers=2"],
+         # In its own process (builds.IN_MEMORY): the builder's one DoFn runs in worker processes above.
+         f"--beam_pipeline_options=runner=DirectRunner,allow_unsafe_triggers,{IN_MEMORY}"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    facs = load(tmp_path, "facs")
-    assert sorted(f"{e['subject']}/{e['sequence']}" for e in facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]
+    facs = {f"{e['subject']}/{e['sequence']}": e for e in load(tmp_path, "facs")}
+    assert sorted(facs) == ["S005/001", "S010/002", "S011/001", "S034/001"]  # unlabelled included
+    assert facs["S010/002"]["label"] == -1 and facs["S010/002"]["action_units"] == [12]
+    assert facs["S005/001"]["action_units"] == [9, 17] and facs["S005/001"]["au_intensities"] == [2, 3]
+    assert facs["S005/001"]["frame"] == 5  # the peak frame
     metadata = json.loads(next(tmp_path.glob("ck_plus/facs/1.0.0/metadata.json")).read_text())
     assert metadata["left_out"] == ["S022/003: no face found and no CK+ landmarks file"]
 
