@@ -268,9 +268,11 @@ def cluster(workers: int, address: str | None = None, *, timeout: float = 10) ->
     logger.setLevel(logging.CRITICAL)
     try:
         # No dashboard, and the scheduler's HTTP routes (health, metrics), which it serves even so, on a free port:
-        # its default, 8787, may be taken by another cluster or build.
+        # its default, 8787, may be taken by another cluster or build. The workers' own logs stay quiet up to
+        # CRITICAL: a task's error reaches the build as its exception, and when the cluster closes after a worker
+        # died, a surviving worker can log its lost heartbeat at ERROR with a traceback, which is only noise.
         with dask.distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                           dashboard_address=None, silence_logs=logging.ERROR,
+                                           dashboard_address=None, silence_logs=logging.CRITICAL,
                                            scheduler_kwargs={"allowed_failures": 0,
                                                              "dashboard_address": "127.0.0.1:0"}) as local:
             yield local.scheduler_address, workers, f"Dask (LocalCluster, {workers} process{'es' * (workers > 1)})"
