@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="average each face's probabilities with its mirror image's (image-only models)")
     export.add_argument("--int8-tflite", action="store_true",
                         help="the TFLite copy, which emopy predict runs, stores its weights as int8: 4x smaller, "
-                        "2-4x as fast, probabilities within about 0.02 (the SavedModel stays float32)")
+                        "2-5x as fast, probabilities within about 0.02 (the SavedModel stays float32)")
     export.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS, metavar="N",
                         help="the signatures that decode images refuse one whose header declares more pixels, "
                         f"before decoding it; recorded in assets/export.json (default: {MAX_IMAGE_PIXELS}, the photo "

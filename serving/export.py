@@ -340,7 +340,7 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
     max_image_pixels: the signatures that decode images refuse one whose header declares more pixels, before
     decoding it (default: the photo reader's limit); assets/export.json records it, for the Recognizer.
     int8_tflite: the TFLite copy, which the Recognizer runs, stores its weights as int8 (serving/tflite.py): 4x
-    smaller and 2-4x as fast, probabilities within about 0.02 of the SavedModel's; recorded in
+    smaller and 2-5x as fast, probabilities within about 0.02 of the SavedModel's; recorded in
     assets/export.json. The SavedModel keeps float32.
     report: called with a line for each of BASE's TF Serving files, saying what became of it (`emopy export`
     prints them).

@@ -7,7 +7,7 @@ ensemble classifies a face at batch 1 in about 1.8 ms on 2 cores, against about 
 signature, whose per-call overhead dwarfs a 48x48 face (benchmarks/default_model.py).
 
 `emopy export --int8-tflite` stores the copy's weights as int8 instead (dynamic-range quantisation: activations
-stay float, weights are scaled per channel). The copy is then 4x smaller and 2.4-3.7x faster, and its
+stay float, weights are scaled per channel). The copy is then 4x smaller and 2.4-4.7x faster, and its
 probabilities move by up to about 0.02: on the shipped ferplus ensemble no answer changed on wild_dev's 823
 real photos, and 6 of 3,410 FER+ PublicTest faces did, 82.26 -> 82.20 % (benchmarks/int8_tflite.py). It is what
 lets a third member fit the shipped model's size and time.
