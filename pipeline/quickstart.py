@@ -136,7 +136,7 @@ def run(workdir: str = "emopy-quickstart", *, per_class: int = 60, epochs: int =
     # worker is this process (Beam's in-memory DirectRunner): the sample's landmarks take seconds to fit, where
     # starting a worker process per core (TensorFlow, dlib and Beam in each) takes about 15 s on 2 cores.
     status = build.run("fer2013", manual_dir=str(manual), data_dir=str(data_dir), config="original", workers=1,
-                       beam_options="direct_running_mode=in_memory", header=False, stdout=open(os.devnull, "w"),
+                       beam_options=build.IN_MEMORY, header=False, stdout=open(os.devnull, "w"),
                        stderr=stderr)
     if status:
         return status

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Beam's DirectRunner in the launching process: no worker processes, each of which costs about 15 s on 2 cores.
-IN_MEMORY = "direct_running_mode=in_memory"
+from emopy.pipeline.build import IN_MEMORY
+
 # `emopy build` flags that run its Beam pipeline in the command's own process, for tests of the command whose point
 # is not its worker processes.
 IN_PROCESS = ("--workers", "1", "--beam-options", IN_MEMORY)

@@ -19,11 +19,11 @@ import pytest
 
 from emopy_tfds.data import sample_photo
 from emopy.pipeline import cli
-from emopy.pipeline.build import beam_flags
+from emopy.pipeline.build import IN_MEMORY, beam_flags
 from emopy.serving import beam_predict, predict
 
 # One in-process worker: the same pipeline, without starting worker processes (one multi-process test below).
-IN_PROCESS = beam_flags(1, "direct_running_mode=in_memory")
+IN_PROCESS = beam_flags(1, IN_MEMORY)
 KEY = ["file", "frame", "face_id"]
 
 
