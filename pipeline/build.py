@@ -25,17 +25,14 @@ def beam_flags(workers: int, beam_options: str | None, *, dask_address: str | No
     `beam_options` uses `tfds build --beam_pipeline_options` syntax: "runner=DataflowRunner,project=p,...".
     `allow_unsafe_triggers` makes Beam 2.77's DirectRunner skip its first step, fetching a Prism runner
     binary from the network; the option only relaxes a check that our global-window pipelines never meet.
-    With `dask_address`, the pipeline runs on that Dask scheduler's `workers` (pipeline/dask_runner.py), and
-    `beam_options` add to it (dask_npartitions or dask_partition_size replace emopy's partitioning).
+    With `dask_address`, the pipeline runs on that Dask scheduler's workers (pipeline/dask_runner.py), and
+    `beam_options` add to it (dask_npartitions or dask_partition_size replace the runner's partitioning).
     """
     user_flags = [f"--{option.strip()}" for option in (beam_options or "").split(",") if option.strip()]
     if dask_address:
         from emopy.pipeline import dask_runner
 
-        own = dask_runner.beam_flags(dask_address, workers)
-        if any(flag.startswith(("--dask_npartitions=", "--dask_partition_size=")) for flag in user_flags):
-            own = [flag for flag in own if not flag.startswith("--dask_npartitions=")]
-        return own + user_flags
+        return dask_runner.beam_flags(dask_address) + user_flags
     other_runner = any(
         flag.startswith("--runner=") and flag.split("=", 1)[1] not in ("DirectRunner", "direct") for flag in user_flags
     )

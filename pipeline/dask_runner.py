@@ -1,8 +1,8 @@
 """Beam's DaskRunner for `emopy build --runner dask`: a local cluster, and the fixes Beam's runner needs to build TFDS.
 
-Beam's DaskRunner (apache_beam/runners/dask) translates a pipeline into dask.bag operations. In Beam 2.77, the
-oldest Beam emopy allows and the newest checked, that translation loses or mixes up data in three ways that every
-TFDS build meets (each has a test in tests/test_dask_runner.py that fails once Beam fixes it):
+Beam's DaskRunner (apache_beam/runners/dask) translates a pipeline into dask.bag operations. That translation loses
+or mixes up data in ways that every TFDS build meets; DEFECTS below lists them, each with the first Beam release
+known to fix it. `pytest -m upstream` probes each one on the installed Beam (tests/test_dask_runner.py):
 
 1. finish_bundle's outputs are lost: transform_evaluator.apply_dofn_to_bundle returns a bundle's outputs before it
    calls the DoFn's finish_bundle. `Top.Largest` emits there, so TFDS's writer gets an empty side input and fails
@@ -12,18 +12,20 @@ TFDS build meets (each has a test in tests/test_dask_runner.py that fails once B
 3. Only the last transform is computed: DaskRunner.run_pipeline computes the bag of the last transform visited, so
    branches that end elsewhere never run. TFDS ends each split's branch with a ParDo that writes the split's
    shard lengths, so all but the last split would be missing.
+4. Side inputs are computed again inside every task that reads them, with the whole pipeline upstream of them:
+   for TFDS, the landmark fits.
 
-`DaskRunner` below keeps Beam's translation of every other transform (Create, GroupByKey, Flatten) and replaces
-what carries these defects: ParDo's translation, the routing of tagged outputs, and run_pipeline. It also hands
-side inputs to a ParDo as dependencies of its tasks, computed once, where Beam's runner computes them again inside
-every task that reads them (with the whole pipeline upstream of them, for TFDS the landmark fits).
-
-The fixes apply to the Beam releases before BEAM_FIXED_IN; `workaround_needed` is the one version check.
+`DaskRunner` below keeps Beam's translation of every other transform (Create, GroupByKey, Flatten). While the
+installed Beam has defect 1, 2 or 4, it translates ParDo itself: one bundle runner that keeps finish_bundle's
+outputs and their tags, with side inputs computed once as tasks that the reading tasks depend on. While Beam has
+any defect, it runs the pipeline itself, computing every branch's end (Beam's run_pipeline runs only Beam's
+translation). On a Beam with none of them it is Beam's own runner.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -38,12 +40,31 @@ from apache_beam.runners.dask import overrides as beam_overrides
 from apache_beam.runners.dask import transform_evaluator as beam_ops
 from apache_beam.runners.runner import PipelineState
 
-# The first Beam release whose DaskRunner has none of the three defects above: None while no release is known to
-# have fixed them (checked up to 2.77.0). When a test in tests/test_dask_runner.py fails on a newer Beam, set it to
-# that release, and once emopy requires it, delete this module's fixes.
-BEAM_FIXED_IN: tuple[int, int] | None = None
-
 RUNNER = f"{__name__}.DaskRunner"
+# dask.bag partitions per worker thread, when the pipeline's options set neither dask_npartitions nor
+# dask_partition_size: enough to balance the work, few enough that shuffles stay cheap.
+PARTITIONS_PER_THREAD = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Defect:
+    """A way Beam's own DaskRunner gets a TFDS build wrong, and the first Beam release that fixed it."""
+
+    name: str
+    symptom: str  # what Beam's runner does, completing "Beam's DaskRunner ..."
+    fixed_in: tuple[int, int] | None  # None: no release known to fix it
+
+
+# Checked on every Beam release that pyproject allows (`pytest -m upstream`; tests/test_dask_runner.py). Raising
+# the bound means probing the new release and writing down here what it fixed (docs/distributed.md).
+DEFECTS = (
+    Defect("finish_bundle_outputs", "loses what a DoFn emits in finish_bundle", fixed_in=(2, 78)),
+    Defect("tagged_outputs", "sends every tagged output to every consumer", fixed_in=None),
+    Defect("branches", "computes only the branch laid out last", fixed_in=None),
+    Defect("side_inputs_recomputed", "computes a side input again inside every task that reads it", fixed_in=None),
+)
+# The defects that emopy's translation of ParDo mends.
+PARDO_DEFECTS = frozenset({"finish_bundle_outputs", "tagged_outputs", "side_inputs_recomputed"})
 
 
 def beam_release(version: str = beam.__version__) -> tuple[int, int]:
@@ -52,9 +73,10 @@ def beam_release(version: str = beam.__version__) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def workaround_needed(version: str = beam.__version__) -> bool:
-    """Whether Beam `version`'s DaskRunner loses finish_bundle's outputs, mixes tagged outputs and skips branches."""
-    return BEAM_FIXED_IN is None or beam_release(version) < BEAM_FIXED_IN
+def defects_in(version: str = beam.__version__) -> frozenset[str]:
+    """The names of the DEFECTS that Beam `version`'s own DaskRunner has: those no release up to it fixed."""
+    release = beam_release(version)
+    return frozenset(defect.name for defect in DEFECTS if defect.fixed_in is None or release < defect.fixed_in)
 
 
 # --- What runs on the workers -------------------------------------------------------------------------------
@@ -132,18 +154,16 @@ def _drained(values) -> list:
 
 
 class _BagVisitor(PipelineVisitor):
-    """Beam's DaskBagVisitor, with ParDo's bag holding (tag, value) pairs that each consumer filters by its tag,
-    side inputs as task dependencies, and a record of which transforms' outputs nobody reads (fix 3)."""
+    """Beam's DaskBagVisitor, with ParDo's bag holding (tag, value) pairs that each consumer filters by its tag
+    (defect 2), finish_bundle's outputs kept (defect 1), and side inputs as task dependencies (defect 4)."""
 
     def __init__(self, bag_kwargs: dict):
         self.bag_kwargs = bag_kwargs
         self.bags: dict[AppliedPTransform, Any] = {}
         self.tagged: set[AppliedPTransform] = set()
-        self.read: set[AppliedPTransform] = set()
 
     def _bag(self, pcollection):
         producer = pcollection.producer
-        self.read.add(producer)
         bag = self.bags.get(producer)
         if bag is not None and producer in self.tagged:
             bag = bag.map_partitions(_tagged, pcollection.tag)
@@ -175,35 +195,52 @@ class _BagVisitor(PipelineVisitor):
         flatten = isinstance(op, beam_ops.Flatten)
         self.bags[node] = op.apply(inputs if flatten or len(inputs) != 1 else inputs[0])
 
-    def ends(self) -> list:
-        """The bags of the transforms whose outputs no other transform reads: computing them runs everything."""
-        ends, names = [], set()
-        for node, bag in self.bags.items():
-            if node not in self.read and bag is not None and bag.name not in names:
-                names.add(bag.name)
-                ends.append(bag)
-        return ends
+
+def _ends(bags: dict[AppliedPTransform, Any]) -> list:
+    """The bags of the transforms whose outputs no other transform reads: computing them runs every branch
+    (defect 3)."""
+    import dask.bag
+
+    read = {value.producer for node in bags
+            for value in (*node.inputs, *(side.pvalue for side in node.side_inputs))
+            if isinstance(value, pvalue.PCollection)}
+    ends, names = [], set()
+    for node, bag in bags.items():
+        if node not in read and isinstance(bag, dask.bag.Bag) and bag.name not in names:
+            names.add(bag.name)
+            ends.append(bag)
+    return ends
 
 
 class DaskRunner(beam_dask.DaskRunner):
-    """Beam's DaskRunner with the fixes above, where the installed Beam needs them; Beam's own runner otherwise."""
+    """Beam's DaskRunner, with the fixes of the DEFECTS that the installed Beam has."""
 
     def run_pipeline(self, pipeline, options):
-        if not workaround_needed():
-            return super().run_pipeline(pipeline, options)
         import dask.bag
         import dask.distributed
 
-        dask_options = options.view_as(beam_dask.DaskOptions).get_all_options(drop_default=True, current_only=True)
-        bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
+        settings = options.view_as(beam_dask.DaskOptions)
+        client_options = settings.get_all_options(drop_default=True, current_only=True)
+        # What the translation reads (dask.bag's partitioning, Beam 2.78's lazy side inputs); the rest is the client's.
+        bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(client_options)
+        lazy = {"lazy_side_inputs": True} if client_options.pop("lazy_side_inputs", False) else {}
         # Made before the translation, so that GroupByKey's dask.bag shuffle is the one for clusters ("tasks").
-        client = dask.distributed.Client(**dask_options)
+        client = dask.distributed.Client(**client_options)
+        if not bag_kwargs:
+            # Set here on purpose: Beam's default, 128 elements a partition with a warning on every run, would put
+            # all of a small build (fer2013's few dozen row batches) in one partition, on one worker.
+            bag_kwargs["npartitions"] = PARTITIONS_PER_THREAD * max(1, sum(client.nthreads().values()))
+            settings.npartitions = bag_kwargs["npartitions"]
+        defects = defects_in()
+        if not defects:
+            client.close()
+            return super().run_pipeline(pipeline, options)
         pipeline.replace_all(beam_overrides.dask_overrides())
-        visitor = _BagVisitor(bag_kwargs)
+        visitor = _BagVisitor(bag_kwargs) if defects & PARDO_DEFECTS else self.to_dask_bag_visitor(bag_kwargs, **lazy)
         pipeline.visit(visitor)
         # One collection of every branch's end, so that Dask optimizes one graph: optimized one by one, the ends'
         # graphs would have their shared stages renamed and run once for each end.
-        everything = dask.bag.concat([end.map_partitions(_drained) for end in visitor.ends()])
+        everything = dask.bag.concat([end.map_partitions(_drained) for end in _ends(visitor.bags)])
         return _Result(client, [client.compute(everything)])
 
 
@@ -232,10 +269,10 @@ class DaskBuildError(RuntimeError):
     """A build on Dask that could not start or did not finish, in one line saying what to do."""
 
 
-def beam_flags(address: str, workers: int) -> list[str]:
-    """Beam options that run a pipeline on the Dask scheduler at `address` with this module's runner, in about
-    four dask.bag partitions a worker: enough to balance the work, few enough that shuffles stay cheap."""
-    return [f"--runner={RUNNER}", f"--dask_client_address={address}", f"--dask_npartitions={4 * workers}"]
+def beam_flags(address: str) -> list[str]:
+    """Beam options that run a pipeline on the Dask scheduler at `address` with this module's runner, which
+    partitions the work by the cluster's threads unless other options say otherwise (PARTITIONS_PER_THREAD)."""
+    return [f"--runner={RUNNER}", f"--dask_client_address={address}"]
 
 
 @contextlib.contextmanager
@@ -252,7 +289,7 @@ def cluster(workers: int, address: str | None = None, *, timeout: float = 10) ->
     if address:
         try:
             with dask.distributed.Client(address, timeout=timeout) as client:
-                count = len(client.scheduler_info()["workers"])
+                count = len(client.nthreads())
         except (OSError, TimeoutError) as error:
             raise DaskBuildError(f"no Dask scheduler answered at --dask-address {address} within {timeout:g} s "
                                  f"({type(error).__name__}): start one (`dask scheduler`) or check the address")

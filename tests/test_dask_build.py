@@ -120,8 +120,7 @@ def test_an_address_where_no_scheduler_answers_is_one_clear_error():
     assert time.perf_counter() - started < 30
 
 
-def test_dask_flags_run_emopys_runner_and_leave_partitioning_to_the_user_who_sets_it():
+def test_dask_flags_run_emopys_runner_with_the_users_options_added():
     flags = build.beam_flags(3, "dask_connection_timeout=5", dask_address="tcp://10.0.0.1:8786")
     assert flags == ["--runner=emopy.pipeline.dask_runner.DaskRunner", "--dask_client_address=tcp://10.0.0.1:8786",
-                     "--dask_npartitions=12", "--dask_connection_timeout=5"]
-    assert "--dask_npartitions=12" not in build.beam_flags(3, "dask_partition_size=1", dask_address="a:1")
+                     "--dask_connection_timeout=5"]

@@ -1,8 +1,9 @@
 """Beam's DaskRunner beside emopy's (pipeline/dask_runner.py) on tiny pipelines, on one 2-process LocalCluster.
 
-The three `test_beam_*` tests show each defect of Beam's own runner that emopy's works around, and assert that it is
-still there: one fails when a Beam release fixes its defect. Once all three fail, set dask_runner.BEAM_FIXED_IN to
-that release (the fixes then stand aside), and remove the fixes when emopy requires it.
+emopy's runner is tested on the installed Beam in the default run: it gets every pipeline right, whichever of the
+defects in dask_runner.DEFECTS it mends itself. The probes of Beam's own runner are marked `upstream` and run only
+by `pytest -m upstream`: each runs one defect's pipeline on Beam's runner and checks DEFECTS against what it sees,
+so a new Beam release is probed on purpose before pyproject allows it (docs/distributed.md), never by surprise.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import uuid
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.dask.dask_runner import DaskRunner as BeamDaskRunner
+from apache_beam.runners.dask.dask_runner import DaskRunnerResult
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from emopy.pipeline import dask_runner
-
-FIXED = ("Beam {version}'s own DaskRunner {what}: if the other test_beam_* tests fail too, set BEAM_FIXED_IN = "
-         "{release} in pipeline/dask_runner.py")
 
 
 class CountInFinishBundle(beam.DoFn):
@@ -51,19 +51,29 @@ def mark_run(element, folder: str) -> str:
     return "ran"
 
 
+def keep(value, folder: str) -> None:
+    """Writes `value` to a file of its own in `folder`: a branch's elements, whatever the runner's partitions."""
+    (Path(folder) / uuid.uuid4().hex).write_text(json.dumps(value))
+
+
+def kept(folder: Path) -> list:
+    return sorted(json.loads(path.read_text()) for path in folder.iterdir()) if folder.exists() else []
+
+
 def read(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def run(runner, address: str, build) -> None:
-    """Runs the pipeline `build(pipeline)` lays out on the Dask scheduler at `address`, to its end."""
-    pipeline = beam.Pipeline(runner=runner, options=PipelineOptions([f"--dask_client_address={address}"]))
+def run(runner, address: str, build, *flags: str):
+    """Runs the pipeline `build(pipeline)` lays out on the Dask scheduler at `address`, to its end; its result."""
+    pipeline = beam.Pipeline(runner=runner, options=PipelineOptions([f"--dask_client_address={address}", *flags]))
     build(pipeline)
     result = pipeline.run()
     try:
         result.wait_until_finish()
     finally:
         result.client.close()  # Beam's runner leaves its client open
+    return result
 
 
 def finish_bundle_outputs(tmp_path: Path):
@@ -94,26 +104,6 @@ def two_branches(tmp_path: Path):
         pipeline | "first" >> beam.Create([1]) | "write_first" >> beam.Map(write_json, str(tmp_path / "first.json"))
         pipeline | "last" >> beam.Create([2]) | "write_last" >> beam.Map(write_json, str(tmp_path / "last.json"))
     return build
-
-
-def fixed(what: str) -> str:
-    major, minor = dask_runner.beam_release()
-    return FIXED.format(version=beam.__version__, what=what, release=(major, minor))
-
-
-def test_beam_loses_what_finish_bundle_emits(dask_cluster, tmp_path):
-    run(BeamDaskRunner(), dask_cluster, finish_bundle_outputs(tmp_path))
-    assert read(tmp_path / "finished.json") == {"count": 0, "top": []}, fixed("keeps what finish_bundle emits")
-
-
-def test_beam_sends_every_tagged_output_to_every_consumer(dask_cluster, tmp_path):
-    run(BeamDaskRunner(), dask_cluster, tagged_outputs(tmp_path))
-    assert sorted(read(tmp_path / "even.json")) == list(range(6)), fixed("tells tagged outputs apart")
-
-
-def test_beam_runs_only_the_branch_laid_out_last(dask_cluster, tmp_path):
-    run(BeamDaskRunner(), dask_cluster, two_branches(tmp_path))
-    assert (read(tmp_path / "first.json"), read(tmp_path / "last.json")) == (None, 2), fixed("runs every branch")
 
 
 def test_emopys_runner_gets_the_same_pipelines_right(dask_cluster, tmp_path):
@@ -148,9 +138,125 @@ def test_side_inputs_are_computed_once_and_text_files_are_whole(dask_cluster, tm
     assert [path.name for path in out.iterdir() if not path.name.startswith("numbers-")] == []  # no beam-temp-*
 
 
-def test_the_fixes_apply_to_every_release_until_one_is_known_to_fix_beam(monkeypatch):
-    assert dask_runner.BEAM_FIXED_IN is None and dask_runner.workaround_needed()
+def test_emopys_runner_leaves_to_beam_what_beam_gets_right(dask_cluster, tmp_path, monkeypatch):
+    # As on a Beam that fixed the three defects of ParDo's translation: Beam's own translation, with every branch
+    # run by emopy's runner. These pipelines meet only the branches defect, so they come out right on any Beam.
+    fixed = dask_runner.PARDO_DEFECTS
+    monkeypatch.setattr(dask_runner, "DEFECTS", tuple(
+        dask_runner.Defect(d.name, d.symptom, (2, 0) if d.name in fixed else d.fixed_in) for d in dask_runner.DEFECTS))
+    assert dask_runner.defects_in() == {"branches"}
+    result = run(dask_runner.DaskRunner(), dask_cluster, two_branches(tmp_path))
+    assert (read(tmp_path / "first.json"), read(tmp_path / "last.json")) == (1, 2)
+    assert isinstance(result, dask_runner._Result)
+
+    # As on a Beam with none of them: Beam's own runner, partitioned as emopy's would be.
+    monkeypatch.setattr(dask_runner, "DEFECTS", ())
+    pipeline = tmp_path / "one_branch"
+    result = run(dask_runner.DaskRunner(), dask_cluster,
+                 lambda p: p | beam.Create(list(range(40))) | beam.Map(keep, str(pipeline.mkdir() or pipeline)))
+    assert kept(pipeline) == list(range(40))
+    assert type(result) is DaskRunnerResult
+
+
+def test_the_runner_partitions_by_the_clusters_threads_unless_told(dask_cluster, tmp_path, monkeypatch, caplog):
+    translated_with = []
+    original = dask_runner._BagVisitor.__init__
+
+    def init(visitor, bag_kwargs):
+        translated_with.append(dict(bag_kwargs))
+        original(visitor, bag_kwargs)
+
+    monkeypatch.setattr(dask_runner._BagVisitor, "__init__", init)
+    for flags in ((), ("--dask_partition_size=7",)):
+        folder = tmp_path / f"run{len(flags)}"
+        folder.mkdir()
+        run(dask_runner.DaskRunner(), dask_cluster,
+            lambda pipeline: pipeline | beam.Create(list(range(64))) | beam.Map(keep, str(folder)), *flags)
+        assert kept(folder) == list(range(64))
+    # The cluster: 2 single-threaded workers.
+    assert translated_with == [{"npartitions": 2 * dask_runner.PARTITIONS_PER_THREAD}, {"partition_size": 7}]
+    assert "partition size" not in caplog.text
+
+
+def test_a_releases_defects_are_those_no_release_up_to_it_fixed():
+    every = {defect.name for defect in dask_runner.DEFECTS}
+    assert every == {"finish_bundle_outputs", "tagged_outputs", "branches", "side_inputs_recomputed"}
     assert dask_runner.beam_release("2.78.0rc1") == (2, 78)
-    monkeypatch.setattr(dask_runner, "BEAM_FIXED_IN", (2, 78))
-    assert dask_runner.workaround_needed("2.77.0") and not dask_runner.workaround_needed("2.78.0rc1")
-    assert not dask_runner.workaround_needed("3.0.0")
+    assert dask_runner.defects_in("2.77.0") == every
+    assert dask_runner.defects_in("2.78.0rc1") == dask_runner.defects_in("2.78.1") == every - {"finish_bundle_outputs"}
+
+
+def test_pyproject_allows_only_the_beam_releases_whose_defects_are_known():
+    # Each allowed minor release is one `pytest -m upstream` has checked DEFECTS on; the next one is not allowed.
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    (beam_requirement,) = [requirement for requirement in map(Requirement, metadata.requires("emopy"))
+                           if requirement.name == "apache-beam"]
+    allowed = [f"2.{minor}.0" for minor in range(70, 90) if f"2.{minor}.0" in beam_requirement.specifier]
+    assert allowed == ["2.77.0", "2.78.0"], beam_requirement
+    assert beam.__version__ in beam_requirement.specifier
+
+
+# --- Probes of Beam's own runner: `pytest -m upstream` ---------------------------------------------------------
+
+
+def shows_finish_bundle_outputs(address: str, tmp_path: Path) -> bool:
+    """Whether Beam's runner loses the counts that CountInFinishBundle emits from finish_bundle (one branch)."""
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    run(BeamDaskRunner(), address, lambda pipeline: (
+        pipeline | beam.Create(list(range(300))) | beam.ParDo(CountInFinishBundle()) | beam.Map(keep, str(folder))))
+    return sum(kept(folder)) != 300
+
+
+def shows_tagged_outputs(address: str, tmp_path: Path) -> bool:
+    """Whether odd numbers reach the one consumer of a ParDo's "even" output."""
+    folder = tmp_path / "even"
+    folder.mkdir()
+
+    def build(pipeline):
+        parts = pipeline | beam.Create(list(range(6))) | beam.ParDo(ByParity()).with_outputs("even", "odd")
+        parts.even | beam.Map(keep, str(folder))
+
+    run(BeamDaskRunner(), address, build)
+    return kept(folder) != [0, 2, 4]
+
+
+def shows_branches(address: str, tmp_path: Path) -> bool:
+    """Whether the first of two branches never runs."""
+    run(BeamDaskRunner(), address, two_branches(tmp_path))
+    return read(tmp_path / "first.json") is None
+
+
+def shows_side_inputs_recomputed(address: str, tmp_path: Path) -> bool:
+    """Whether a side input's upstream runs more than once for the 4 tasks that read it (one branch)."""
+    runs, folder = tmp_path / "runs", tmp_path / "read"
+    runs.mkdir()
+    folder.mkdir()
+
+    def build(pipeline):
+        once = pipeline | "once" >> beam.Create([None]) | "mark" >> beam.Map(mark_run, str(runs))
+        (pipeline | "numbers" >> beam.Create(list(range(8)))
+         | beam.Map(lambda n, ran: keep(n, str(folder)), beam.pvalue.AsSingleton(once)))
+
+    run(BeamDaskRunner(), address, build, "--dask_npartitions=4")
+    assert kept(folder) == list(range(8))
+    return len(list(runs.iterdir())) > 1
+
+
+@pytest.mark.upstream
+@pytest.mark.parametrize("defect", dask_runner.DEFECTS, ids=lambda defect: defect.name)
+def test_beams_own_runner_has_the_defects_that_DEFECTS_says(defect, dask_cluster, tmp_path, record_property):
+    shows = globals()[f"shows_{defect.name}"](dask_cluster, tmp_path)
+    record_property("beam_defect", (defect.name, shows))
+    release = dask_runner.beam_release()
+    if shows:
+        assert defect.name in dask_runner.defects_in(), (
+            f"Beam {beam.__version__}'s own DaskRunner still {defect.symptom}, but DEFECTS says {defect.fixed_in} "
+            "fixed it: correct its fixed_in in pipeline/dask_runner.py")
+    else:
+        assert defect.name not in dask_runner.defects_in(), (
+            f"Beam {beam.__version__}'s own DaskRunner no longer {defect.symptom}: set "
+            f"this defect's fixed_in to {release} in pipeline/dask_runner.py DEFECTS")

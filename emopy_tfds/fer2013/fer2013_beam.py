@@ -9,13 +9,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Iterator
+from typing import Iterator, Literal, Union
 
 import apache_beam as beam
 import numpy as np
 
 from emopy_tfds import faces
 from emopy_tfds.fer2013 import fer2013_csv
+
+# An example keyed by its row: what RowsToExamples emits under the tag of each split in fer2013_csv.SPLITS.
+KeyedExample = tuple[int, dict]
+SplitExample = Union[beam.pvalue.TaggedOutput[Literal["train"], KeyedExample],
+                     beam.pvalue.TaggedOutput[Literal["validation"], KeyedExample],
+                     beam.pvalue.TaggedOutput[Literal["test"], KeyedExample]]
 
 
 def example(row: np.void, image: np.ndarray, landmarks: np.ndarray, *, ferplus: bool) -> dict:
@@ -48,7 +54,7 @@ class RowsToExamples(beam.DoFn):
     def setup(self):
         faces.load_models(self._landmark_model)
 
-    def process(self, element: tuple[str, int, np.ndarray]) -> Iterator[beam.pvalue.TaggedOutput]:
+    def process(self, element: tuple[str, int, np.ndarray]) -> Iterator[SplitExample]:
         split, number, batch = element
         started = time.perf_counter()
         name = os.path.basename(self._csv_path)
