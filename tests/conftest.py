@@ -128,3 +128,15 @@ def exported(runs, tmp_path_factory) -> dict[str, Path]:
 
     base = tmp_path_factory.mktemp("exports")
     return {model: export.export(run, base / model) for model, run in runs.items()}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """After `pytest -m upstream`, what the probes saw of Beam's own DaskRunner: each defect it has or has not."""
+    seen = [dict(report.user_properties)["beam_defect"] for outcome in ("passed", "failed")
+            for report in terminalreporter.stats.get(outcome, []) if "beam_defect" in dict(report.user_properties)]
+    if seen:
+        import apache_beam
+
+        terminalreporter.section(f"Beam {apache_beam.__version__}'s own DaskRunner")
+        for name, shows in sorted(seen):
+            terminalreporter.line(f"{name:<24} {'has it' if shows else 'fixed'}")

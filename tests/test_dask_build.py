@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -52,8 +53,10 @@ def build_on_dask(source: Path, data_dir: Path, dataset: str, config: str, addre
 
 @pytest.mark.parametrize("config", ["original", "ferplus"])
 def test_fer2013_on_dask_holds_the_direct_runners_examples(config, training_sources, training_data, dask_cluster,
-                                                            tmp_path):
+                                                            tmp_path, caplog):
     summary = build_on_dask(training_sources["fer2013"], tmp_path, "fer2013", config, dask_cluster)
+    # Nothing for the console: Beam's warnings of a default partition size or of untyped tagged outputs.
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
     assert f"built fer2013/{config}/1.0.0 in " in summary and f" s on Dask (the cluster at {dask_cluster}, 2 workers)" \
         in summary
     # By index, every feature: image, landmarks and label (and FER+'s votes and fer2013 label).
