@@ -4,16 +4,16 @@ Beam's DaskRunner (apache_beam/runners/dask) translates a pipeline into dask.bag
 or mixes up data in ways that every TFDS build meets; DEFECTS below lists them, each with the first Beam release
 known to fix it. `pytest -m upstream` probes each one on the installed Beam (tests/test_dask_runner.py):
 
-1. finish_bundle's outputs are lost: transform_evaluator.apply_dofn_to_bundle returns a bundle's outputs before it
-   calls the DoFn's finish_bundle. `Top.Largest` emits there, so TFDS's writer gets an empty side input and fails
-   in `_assign_shard` with an IndexError; `WriteToText` closes its files there and ends with an empty file.
-2. Tagged outputs are not told apart: a ParDo's outputs under every tag reach every consumer of any one of them.
-   The fer2013 builder tags each example with its split, so every split would hold every example.
-3. Only the last transform is computed: DaskRunner.run_pipeline computes the bag of the last transform visited, so
-   branches that end elsewhere never run. TFDS ends each split's branch with a ParDo that writes the split's
-   shard lengths, so all but the last split would be missing.
-4. Side inputs are computed again inside every task that reads them, with the whole pipeline upstream of them:
-   for TFDS, the landmark fits.
+1. finish_bundle_outputs (fixed in 2.78): transform_evaluator.apply_dofn_to_bundle returned a bundle's outputs
+   before it called the DoFn's finish_bundle. `Top.Largest` emits there, so TFDS's writer got an empty side input
+   and failed in `_assign_shard` with an IndexError; `WriteToText` closes its files there and ended up empty.
+2. tagged_outputs: a ParDo's outputs under every tag reach every consumer of any one of them. The fer2013 builder
+   tags each example with its split, so every split would hold every example.
+3. branches: DaskRunner.run_pipeline computes the bag of the last transform visited, so branches that end elsewhere
+   never run. TFDS ends each split's branch with a ParDo that writes the split's shard lengths, so all but the last
+   split would be missing.
+4. side_inputs_recomputed: a side input is computed again inside every task that reads it, with the whole pipeline
+   upstream of it: for TFDS, the landmark fits. (Dask before 2025.4, which emopy does not allow, hid this one.)
 
 `DaskRunner` below keeps Beam's translation of every other transform (Create, GroupByKey, Flatten). While the
 installed Beam has defect 1, 2 or 4, it translates ParDo itself: one bundle runner that keeps finish_bundle's
