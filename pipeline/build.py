@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 from emopy.serving import quiet
 
@@ -77,8 +77,8 @@ def run(
     overwrite: bool = False,
     verbose: bool = False,
     header: bool = True,
-    stdout=sys.stdout,
-    stderr=sys.stderr,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """Builds `dataset` and prints a summary; returns the exit status. Errors are one line, naming the file.
 
@@ -90,6 +90,8 @@ def run(
     so are TFDS's own header, footer and progress bar (tfds_console_left_out). header: print emopy's line naming
     the dataset, workers and manual dir before the build starts (the quick start's step line says it instead).
     """
+    # The streams of the moment (a default argument would keep those of the moment this module was imported).
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     # Quiet TensorFlow's C++ start-up chatter here and in the Beam workers, which inherit the environment.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -101,6 +103,7 @@ def run(
         # Beam and TensorFlow read the log settings once, when first imported: they come after.
         from apache_beam.options.pipeline_options import PipelineOptions
         import tensorflow_datasets as tfds
+        from etils import epath
 
         import emopy_tfds  # noqa: F401  (registers the builders)
         from emopy_tfds import faces
@@ -117,6 +120,11 @@ def run(
         cluster = contextlib.ExitStack()  # the Dask cluster of a Dask build, closed once the build is over
         started = time.perf_counter()
         try:
+            # TFDS's own check of the manual dir is an AssertionError with a traceback: here it is one line.
+            manual = epath.Path(manual_dir).expanduser()
+            if not manual.is_dir() or not any(manual.iterdir()):
+                raise FileNotFoundError(f"no {dataset} data in --manual-dir {manual_dir}: the folder "
+                                        f"{'is empty' if manual.is_dir() else 'does not exist'}")
             # Resolve the landmark model here, so a wrong path is one clear error before any worker starts.
             faces.landmark_model_path(landmark_model)
             builder = tfds.builder(dataset, config=config, data_dir=data_dir, landmark_model=landmark_model,
