@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
@@ -34,7 +35,7 @@ class Signature:
     method_name: str
     inputs: Mapping[str, tf.TensorSpec]
     outputs: Mapping[str, tf.TensorSpec]
-    function: Callable[..., Mapping[str, tf.Tensor]]
+    function: Callable[..., Mapping[str, np.ndarray]]  # numpy inputs by key in, numpy outputs by key out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +47,8 @@ class ServableVersion:
     path: Path
     meta_graph: meta_graph_pb2.MetaGraphDef  # signature_defs as saved, for GetModelMetadata
     signatures: Mapping[str, Signature]
-    # The loaded SavedModel object: its signature functions refer to its variables, so it must stay alive.
-    saved_model: Any
+    # The Session the version's serve MetaGraph is loaded into, which its signatures run in.
+    session: tf.compat.v1.Session
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,9 +77,10 @@ def run_signature(signature: Signature, inputs: Mapping[str, np.ndarray], *,
                   max_batch_size: int) -> dict[str, np.ndarray]:
     """Checks the inputs, runs the signature and returns its outputs as numpy arrays."""
     check_inputs(signature, inputs, max_batch_size=max_batch_size)
-    tensors = {name: tf.constant(array, dtype=signature.inputs[name].dtype) for name, array in inputs.items()}
     try:
-        outputs = signature.function(**tensors)
+        arrays = {name: np.asarray(array, dtype=signature.inputs[name].dtype.as_numpy_dtype)
+                  for name, array in inputs.items()}
+        return dict(signature.function(**arrays))
     except tf.errors.OpError as error:
         # E.g. bytes that are not an image fail in decode_image with InvalidArgument; keep the model's code.
         code = GRPC_CODE_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN)
@@ -88,7 +89,6 @@ def run_signature(signature: Signature, inputs: Mapping[str, np.ndarray], *,
     except (TypeError, ValueError) as error:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"signature '{signature.name}' cannot take these inputs: {error}") from error
-    return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
 def tensor_proto_to_array(name: str, proto, expected: tf.TensorSpec, signature_name: str) -> np.ndarray:
