@@ -74,7 +74,7 @@ def start_server(model: str, tls: tuple[Path, Path] | None) -> tuple[subprocess.
         command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline()
-    found = re.search(r"gRPC on ([\d.]+:\d+), REST on https?://([\d.]+:\d+)/", line)
+    found = re.search(r"gRPC (?:with TLS )?on ([\d.]+:\d+), REST on https?://([\d.]+:\d+)/", line)
     if not found:
         server.kill()
         sys.exit(f"emopy serve did not start: {line!r}")
