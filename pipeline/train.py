@@ -101,6 +101,12 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
                                                      and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def _all_workers_here(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker of a multi-worker strategy has called it (an all-reduce of nothing)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def _mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return "mixed_bfloat16"
@@ -253,6 +259,10 @@ def run(config: TrainConfig, overwrite: bool = False) -> dict:
         removed = remove_training_files(run_dir)
         if removed:
             print(f"--overwrite: removed {', '.join(removed)} from {run_dir}; starting over")
+    # Every worker reads the chief's files (its history, best checkpoint and backup) to take the chief's decisions:
+    # none may read them before the chief has removed them (--overwrite). Building the model's variables below
+    # would also wait for every worker, but this barrier does not depend on where the reads are.
+    _all_workers_here(strategy)
     write_dir.mkdir(parents=True, exist_ok=True)
     if chief:
         write_json(run_dir / CONFIG_FILE, record)

@@ -186,9 +186,15 @@ class Recognizer:
     def from_server(cls, target: str, model_name: str = DEFAULT_MODEL_NAME, *, face_spec: faces.FaceSpec | None = None,
                     class_names: Sequence[str] | None = None, timeout: float = 10.0, upsample: int = 0,
                     detector: str | None = None, landmark_model: str | os.PathLike | None = None,
-                    cropped: bool = False, tls: ClientTls | None = None) -> "Recognizer":
+                    cropped: bool = False, tls: ClientTls | None = None,
+                    max_pixels: int = faces.MAX_IMAGE_PIXELS) -> "Recognizer":
         """From TF Serving (or `emopy serve`) at "host:port" (gRPC, over TLS with `tls`), classifying through the
         `pixels` signature.
+
+        It does not learn the server's pixel limit (its export's `--max-image-pixels`): TF Serving's API does not
+        tell it, and the `pixels` signature it calls takes face crops, to which no limit applies. Photos are read
+        here, and refused here when their header declares more than `max_pixels` (default: the photo reader's
+        limit, faces.MAX_IMAGE_PIXELS); pass the export's limit (layout.max_image_pixels) to refuse what it does.
 
         A server does not hand out an export's assets, so what they hold comes from elsewhere:
         - the crop size, channels and landmark input: from GetModelMetadata (the `pixels` signature's shapes);
@@ -226,7 +232,7 @@ class Recognizer:
             return np.asarray(client.predict_pixels(pixels, landmarks)["probabilities"])
 
         return cls(classify, class_names, face_spec, inputs, upsample=upsample, detector=detector,
-                   landmark_model=landmark_model, cropped=cropped, close=client.close)
+                   landmark_model=landmark_model, cropped=cropped, max_pixels=max_pixels, close=client.close)
 
     def close(self) -> None:
         if self._workers is not None:

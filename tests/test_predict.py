@@ -95,7 +95,12 @@ def test_local_and_served_predictions_agree(export_base, photo_files, photo_tabl
         with predict.Recognizer.from_server(f"127.0.0.1:{server.ports.grpc}", "emotion") as served:
             # Class names from a Classify call and the FaceSpec from the signature's shapes: as exported.
             assert served.classes == tuple(CLASSES) and served.face_spec == faces.FaceSpec(crop_size=48)
+            # The server's pixel limit is not learnt: the photo reader's applies, unless one is given.
+            assert served.max_pixels == faces.MAX_IMAGE_PIXELS
             table = served.predict(photo_files["astronaut.png"])
+        with predict.Recognizer.from_server(f"127.0.0.1:{server.ports.grpc}", "emotion", max_pixels=100) as small:
+            with pytest.raises(ValueError, match="pixels"):
+                small.predict(photo_files["astronaut.png"])
     assert list(table.columns) == COLUMNS and table["box"].tolist() == photo_table["box"].tolist()
     np.testing.assert_allclose(_probabilities(table), _probabilities(photo_table), atol=1e-4)
 

@@ -186,6 +186,9 @@ class RestServer(http.server.ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
+        # An answer goes out in two writes, its headers and then its body. With Nagle's algorithm the body waited
+        # for the client's delayed ACK of the headers, about 40 ms: REST took 52 ms a request where gRPC took 8.
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context is not None:
             # The handshake is the handler thread's (under the connection's timeout), not the accept loop's.
             connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
