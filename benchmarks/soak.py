@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -67,20 +65,6 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert, key_path
 
 
-def start_server(model: str, tls: tuple[Path, Path] | None) -> tuple[subprocess.Popen, str, str]:
-    """`emopy serve` on free ports; the process and its gRPC and REST addresses, once it serves."""
-    command = ["emopy", "serve", "--model", model, "--port", "0", "--rest-port", "0"]
-    if tls:
-        command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = server.stdout.readline()
-    found = re.search(r"gRPC (?:with TLS )?on ([\d.]+:\d+), REST on https?://([\d.]+:\d+)/", line)
-    if not found:
-        server.kill()
-        sys.exit(f"emopy serve did not start: {line!r}")
-    return server, found[1], found[2]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -96,7 +80,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         tls = self_signed(Path(folder)) if args.tls else None
-        server, grpc_address, rest_address = start_server(args.model, tls)
+        tls_flags = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
+        server, grpc_address, rest_address = soak.start_server("--model", args.model, *tls_flags)
         try:
             kinds = soak.request_kinds(face_png())
             cycle = soak.mix(kinds, args.bad_share, tuple(args.protocols.split(",")))
@@ -136,7 +121,7 @@ def report(result, kinds) -> None:
             p50, p99 = np.percentile(np.array(seconds) * 1000, [50, 99])
             target = f" (target p99 under {REST_P99_TARGET_MS:g} ms: {'met' if p99 < REST_P99_TARGET_MS else 'NOT met'})"
             print(f"{protocol:<5} latency p50 {p50:.1f} ms, p99 {p99:.1f} ms{target if protocol == 'rest' else ''}")
-    start = next((rss for seconds, _, rss in result.samples if seconds >= WARM_UP_SECONDS), result.samples[-1][2])
+    start = result.rss_at(WARM_UP_SECONDS)
     growth = result.rss_growth(WARM_UP_SECONDS)
     print(f"server RSS: {result.samples[0][2] / 2**20:.1f} MB at the start, {start / 2**20:.1f} MB after the first "
           f"minute, {result.samples[-1][2] / 2**20:.1f} MB at the end")

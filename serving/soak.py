@@ -13,7 +13,10 @@ import dataclasses
 import http.client
 import itertools
 import json
+import re
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -135,10 +138,13 @@ class SoakResult:
                   for kind, counts in self.outcomes.items() if not kinds[kind].good)
         return good, bad
 
+    def rss_at(self, after_seconds: float) -> int:
+        """The server's RSS in the first sample taken `after_seconds` into the soak (the last, if none was)."""
+        return next((rss for seconds, _, rss in self.samples if seconds >= after_seconds), self.samples[-1][2])
+
     def rss_growth(self, after_seconds: float) -> float:
         """The server's RSS at the end against its RSS `after_seconds` into the soak, as a fraction of the latter."""
-        start = next((rss for seconds, _, rss in self.samples if seconds >= after_seconds), self.samples[-1][2])
-        return self.samples[-1][2] / start - 1
+        return self.samples[-1][2] / self.rss_at(after_seconds) - 1
 
     def rss_slope(self, after_seconds: float) -> float:
         """The least-squares slope of the server's RSS after `after_seconds`, in MB a minute."""
@@ -146,6 +152,20 @@ class SoakResult:
         if len(points) < 2:
             return 0.0
         return float(np.polyfit(points[:, 0] / 60, points[:, 1] / 2**20, 1)[0])
+
+
+def start_server(*serve_args: str) -> tuple[subprocess.Popen, str, str]:
+    """`emopy serve --port 0 --rest-port 0 SERVE_ARGS...` in a process of its own, once it serves: the process, and
+    its gRPC and REST addresses (host:port) as its start line gives them."""
+    command = [sys.executable, "-m", "emopy.pipeline.cli", "serve", "--port", "0", "--rest-port", "0", *serve_args]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = server.stdout.readline()
+    found = re.search(r"gRPC (?:with TLS )?on ([\d.]+:\d+), REST on https?://([\d.]+:\d+)/", line)
+    if not found:
+        server.kill()
+        server.wait()
+        raise RuntimeError(f"emopy serve {' '.join(serve_args)} did not start: {line!r}")
+    return server, found[1], found[2]
 
 
 def rss_bytes(pid: int) -> int:
