@@ -260,3 +260,19 @@ def test_beams_own_runner_has_the_defects_that_DEFECTS_says(defect, dask_cluster
         assert defect.name not in dask_runner.defects_in(), (
             f"Beam {beam.__version__}'s own DaskRunner no longer {defect.symptom}: set "
             f"this defect's fixed_in to {release} in pipeline/dask_runner.py DEFECTS")
+
+
+def test_the_default_run_leaves_the_probes_out_and_m_upstream_runs_only_them():
+    import subprocess
+    import sys
+
+    def collected(*flags: str) -> list[str]:
+        result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                 *flags, __file__], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+        return [line for line in result.stdout.splitlines() if "::" in line]
+
+    probes = [f"test_beams_own_runner_has_the_defects_that_DEFECTS_says[{defect.name}]"
+              for defect in dask_runner.DEFECTS]
+    default, upstream = collected(), collected("-m", "upstream")
+    assert default and not any("test_beams_own_runner" in line for line in default)
+    assert sorted(line.split("::")[-1] for line in upstream) == sorted(probes)
