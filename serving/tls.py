@@ -133,9 +133,10 @@ class ServerTls:
 
 
 # How a TLS mismatch looks from the client: the server hangs up on a plain client, or on (or alerts) a TLS client
-# without the certificate it asks for; or the server's certificate is not one the client trusts.
+# without the certificate it asks for; or the server's certificate is not one the client trusts. A plain REST
+# client may still be writing its body when the server hangs up, and then sees a broken pipe or a reset.
 _HUNG_UP = ("Socket closed", "Remote end closed connection", "EOF occurred in violation of protocol",
-            "CERTIFICATE_REQUIRED")
+            "CERTIFICATE_REQUIRED", "Broken pipe", "Connection reset by peer")
 _NOT_TRUSTED = "CERTIFICATE_VERIFY_FAILED"
 
 

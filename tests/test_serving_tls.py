@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from emopy.pipeline import cli
 from emopy.serving.client import EmotionClient, ServingRequestError
 from emopy.serving.local_server import ModelServer
-from emopy.serving.tls import ClientTls, ServerTls
+from emopy.serving.tls import ClientTls, ServerTls, explain_mismatch
 from serving_fixtures import LABELS, face_png, write_test_model
 
 MODEL = "emotion"
@@ -146,6 +146,15 @@ def test_an_insecure_client_or_one_without_the_ca_fails_clearly(tls_server, pki,
         assert f"127.0.0.1:{port}" in message
         for word in words:
             assert word in message, (tls, message)
+
+
+@pytest.mark.parametrize("details", [str(BrokenPipeError(32, "Broken pipe")),
+                                     str(ConnectionResetError(104, "Connection reset by peer")),
+                                     "Remote end closed connection without response", "Socket closed"])
+def test_every_way_a_tls_server_hangs_up_on_a_plain_client_gets_the_hint(details):
+    # Which of these a plain REST client sees depends on how much of its body went out before the hang-up.
+    assert "only TLS" in explain_mismatch(details, None)
+    assert explain_mismatch(details, ClientTls(client_cert=None)).endswith("--client-key)")
 
 
 def test_mutual_tls_lets_in_only_clients_with_a_certificate(model_base, pki):
