@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emopy_tfds.detection import DETECTORS
+
 # Run as a script, this folder comes first on sys.path, and benchmarks/serving.py would hide the serving package.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -131,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=0, help="how many photos (0: all of wild_dev, or 400 copies)")
     parser.add_argument("--model", help="a shipped model's name or an export (default: the default model)")
-    parser.add_argument("--detector", choices=["auto", "hog", "cnn"], help="default: the model's own (auto)")
+    parser.add_argument("--detector", choices=DETECTORS, help="default: the model's own (auto)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each worker count, interleaved; best kept")
     args = parser.parse_args()
 

@@ -37,6 +37,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from emopy_tfds.detection import DETECTORS
+
 # Run as a script, this folder comes first on sys.path, and benchmarks/serving.py would hide the serving package.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -135,7 +137,7 @@ def main() -> None:
                         help=f"an emopy model to score (repeat for several; default: {', '.join(DEFAULT_MODELS)})")
     parser.add_argument("--fer-python", metavar="PYTHON", help="an interpreter with the fer package: score its "
                         "pipeline too (see this script's docstring for its venv)")
-    parser.add_argument("--detector", choices=["auto", "hog", "cnn"], help="emopy's face detector (default: the "
+    parser.add_argument("--detector", choices=DETECTORS, help="emopy's face detector (default: the "
                         "one each model's face spec records)")
     parser.add_argument("--out", type=Path, help="keep each evaluation's report, confusion matrix and predictions "
                         "here (default: a temporary folder)")

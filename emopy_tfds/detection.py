@@ -1,14 +1,17 @@
-"""Face detection: dlib's HOG and CNN detectors, and `auto`, which calls the slow CNN one only where HOG finds nothing.
+"""Face detection: MediaPipe's BlazeFace, dlib's HOG and CNN detectors, and `auto`, which runs them in that order,
+each only where the one before found nothing.
 
 Every detector returns boxes framed as the HOG detector frames a face, because the 68-point landmark model was
-trained on HOG's boxes: the CNN detector's boxes are mapped onto them (CNN_TO_HOG), so a face's landmarks and
-crop do not depend on which detector found it.
+trained on HOG's boxes: BlazeFace's and the CNN detector's boxes are mapped onto them (BLAZEFACE_TO_HOG,
+CNN_TO_HOG), so a face's landmarks and crop do not depend on which detector found it.
 
-dlib's detectors keep scratch state and are not safe to share between threads: each thread makes its own.
+dlib's detectors and TFLite interpreters keep scratch state and are not safe to share between threads: each thread
+makes its own.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from pathlib import Path
@@ -18,11 +21,18 @@ import cv2
 import dlib
 import numpy as np
 
-# hog: dlib's HOG frontal detector (~25 ms a 640x480 photo on 2 cores; upright, mostly frontal faces of 80 px
-# and more). cnn: dlib's MMOD CNN detector (turned, tilted, covered and shadowed faces too; about 100 times as
-# slow). auto: HOG, then the CNN detector only on an image where HOG finds nothing.
-DETECTORS = ("auto", "hog", "cnn")
+from emopy_tfds import blazeface
+
+# blazeface: MediaPipe's short-range BlazeFace (about 3 ms a photo of any size: it looks at a 128x128 copy; turned,
+# shadowed and tightly cropped faces too, down to about a tenth of the photo's longer side). hog: dlib's HOG frontal
+# detector (~25 ms a 640x480 photo on 2 cores; upright, mostly frontal faces of 80 px and more). cnn: dlib's MMOD
+# CNN detector (turned, tilted, covered and shadowed faces too; about 100 times as slow as HOG). auto: BlazeFace,
+# then HOG on the image doubled (faces down to 40 px), then the CNN detector, each only where the one before found
+# nothing.
+DETECTORS = ("auto", "blazeface", "hog", "cnn")
 DEFAULT_DETECTOR = "auto"
+# auto's order: each detector, with how many more times than asked the image is doubled for it.
+AUTO_ORDER = (("blazeface", 0), ("hog", 1), ("cnn", 0))
 CNN_MODEL_FILE = "mmod_human_face_detector.dat"
 
 # The CNN detector runs on the image at this scale. Half size would cost a quarter as much and on 150 real
@@ -37,6 +47,11 @@ CNN_SCALE = 1.0
 # 3.3%); the medians of the boxes themselves at full size (0.021, 0.100, 1.091, spread widely) do worse, 1.5%
 # (4.8%). The constants are those medians measured with the CNN detector at half size (111 of 150 faces).
 CNN_TO_HOG = {"dx": 0.05, "dy": 0.05, "scale": 0.94}
+
+# The same for BlazeFace's box: the medians over the 649 of wild_dev's 823 real photos where both it and HOG find
+# a face (`benchmarks/faces.py --measure-box-mapping`). Fitted on half of them, landmarks fitted on the mapped box
+# and on HOG's own box are a median 0.65% of the box side apart on the other half (90th percentile 1.7%).
+BLAZEFACE_TO_HOG = {"dx": 0.0, "dy": -0.025, "scale": 0.93}
 
 # dlib's detectors miss faces under about 80 px (HOG) and 40 px (CNN), so an image that is itself small, a face
 # crop or a thumbnail of 40-100 px, shows none. Where none is found in an image whose short side is under this, the
@@ -121,10 +136,19 @@ def _cnn_face_detector():
     return _per_thread.cnn_detector
 
 
+@functools.cache
+def _blazeface() -> blazeface.BlazeFace:
+    # One per process (the model's bytes and anchors); each thread runs its own interpreter inside it.
+    return blazeface.BlazeFace(blazeface.SHORT_RANGE)
+
+
 def load(detector: str = DEFAULT_DETECTOR) -> None:
     """Creates the calling thread's detectors now (for a Beam DoFn's setup), not on first use."""
-    _frontal_face_detector()
-    if check_detector(detector) != "hog":
+    if check_detector(detector) in ("auto", "blazeface"):
+        _blazeface().load()
+    if detector != "blazeface":
+        _frontal_face_detector()
+    if detector in ("auto", "cnn"):
         _cnn_face_detector()
 
 
@@ -150,18 +174,19 @@ def detect_near(gray: np.ndarray, seen: Sequence[Box], detector: str = DEFAULT_D
     """Boxes of the faces last seen at `seen`, each looked for only in a window around where it was, largest
     first; None if any of them is not found there, so that the caller searches the whole image.
 
-    HOG looks under `hog` and `auto` (auto's CNN fallback is the caller's to decide), the CNN detector under `cnn`.
+    BlazeFace looks under `blazeface` and `auto` (auto's fallbacks are the caller's to decide), HOG under `hog`, the
+    CNN detector under `cnn`.
     Each window keeps the detection that overlaps the face's last box most (a neighbour's face that fits in the
     window does not overlap it); a face that two boxes of `seen` both lead to counts once.
     """
-    search = cnn_boxes if check_detector(detector) == "cnn" else hog_boxes
+    search = AUTO_ORDER[0][0] if check_detector(detector) == "auto" else detector
     found: list[Box] = []
     for last in seen:
         window = window_around(last, gray.shape, margin)
         if not window.area:  # the face's last box lies outside this frame
             return None
-        inside = search(np.ascontiguousarray(gray[window.y:window.y + window.h, window.x:window.x + window.w]),
-                        upsample)
+        inside = boxes_by(search, np.ascontiguousarray(gray[window.y:window.y + window.h,
+                                                            window.x:window.x + window.w]), upsample)
         candidates = [Box(box.x + window.x, box.y + window.y, box.w, box.h) for box in inside]
         overlap, best = max(((box_overlap(box, last), box) for box in candidates), default=(0.0, None))
         if not overlap:
@@ -171,14 +196,29 @@ def detect_near(gray: np.ndarray, seen: Sequence[Box], detector: str = DEFAULT_D
     return largest_first(found)
 
 
-def cnn_to_hog(rect: dlib.rectangle, scale: float = 1.0) -> Box:
-    """A CNN detection (in an image shrunk by `scale`) as the HOG-style box around the same face."""
-    side = (rect.width() + rect.height()) / 2 / scale
-    centre_x = (rect.left() + rect.right() + 1) / 2 / scale + CNN_TO_HOG["dx"] * side
-    centre_y = (rect.top() + rect.bottom() + 1) / 2 / scale + CNN_TO_HOG["dy"] * side
-    mapped = CNN_TO_HOG["scale"] * side
+def to_hog(centre_x: float, centre_y: float, side: float, mapping: dict[str, float]) -> Box:
+    """The HOG-style box around a face another detector framed by its centre and side (see CNN_TO_HOG)."""
+    centre_x, centre_y = centre_x + mapping["dx"] * side, centre_y + mapping["dy"] * side
+    mapped = mapping["scale"] * side
     return Box(int(round(centre_x - mapped / 2)), int(round(centre_y - mapped / 2)), int(round(mapped)),
                int(round(mapped)))
+
+
+def cnn_to_hog(rect: dlib.rectangle, scale: float = 1.0) -> Box:
+    """A CNN detection (in an image shrunk by `scale`) as the HOG-style box around the same face."""
+    return to_hog((rect.left() + rect.right() + 1) / 2 / scale, (rect.top() + rect.bottom() + 1) / 2 / scale,
+                  (rect.width() + rect.height()) / 2 / scale, CNN_TO_HOG)
+
+
+def blazeface_to_hog(found: blazeface.Detection) -> Box:
+    """A BlazeFace detection as the HOG-style box around the same face."""
+    return to_hog(found.x + found.w / 2, found.y + found.h / 2, (found.w + found.h) / 2, BLAZEFACE_TO_HOG)
+
+
+def blazeface_boxes(gray: np.ndarray, upsample: int = 0) -> list[Box]:
+    """Boxes from BlazeFace mapped to HOG's framing, largest first. BlazeFace sees every image at 128x128, so
+    `upsample` (taken to match the dlib detectors' signature) changes nothing."""
+    return largest_first(blazeface_to_hog(found) for found in _blazeface()(gray))
 
 
 def cnn_detections(gray: np.ndarray, upsample: int = 0, scale: float = CNN_SCALE) -> list[dlib.rectangle]:
@@ -192,11 +232,22 @@ def cnn_boxes(gray: np.ndarray, upsample: int = 0, scale: float = CNN_SCALE) -> 
     return largest_first(cnn_to_hog(rect, scale) for rect in cnn_detections(gray, upsample, scale))
 
 
+def boxes_by(detector: str, gray: np.ndarray, upsample: int = 0) -> list[Box]:
+    """Boxes from one detector alone ("blazeface", "hog" or "cnn"), largest first."""
+    if detector == "blazeface":
+        return blazeface_boxes(gray, upsample)
+    if detector == "hog":
+        return hog_boxes(gray, upsample)
+    return cnn_boxes(gray, upsample)
+
+
 def detect(gray: np.ndarray, detector: str = DEFAULT_DETECTOR, *, upsample: int = 0, fallback: bool = True) -> list[Box]:
     """Face boxes in a grayscale image, largest first, all framed as HOG frames them.
 
-    Under `auto`, the CNN detector runs only where HOG finds nothing, and only if `fallback`: a video passes False
-    on frames where no face was lost, so the CNN detector runs only when HOG cannot find a tracked face again.
+    Under `auto`, HOG on the image doubled runs only where BlazeFace finds nothing, and the CNN detector only where
+    that finds nothing too; both only if `fallback`: a video passes False on frames where no face was lost, so the
+    fallbacks run only when BlazeFace cannot find a tracked face again. `upsample` doubles the image that many more
+    times for HOG and the CNN detector.
     A small image where nothing is found is searched again scaled up (SMALL_IMAGE_SIDE), also only if `fallback`.
     """
     found = _detect_at_size(gray, detector, upsample, fallback)
@@ -209,9 +260,9 @@ def detect(gray: np.ndarray, detector: str = DEFAULT_DETECTOR, *, upsample: int 
 
 
 def _detect_at_size(gray: np.ndarray, detector: str, upsample: int, fallback: bool) -> list[Box]:
-    if check_detector(detector) == "cnn":
-        return cnn_boxes(gray, upsample)
-    found = hog_boxes(gray, upsample)
-    if found or detector == "hog" or not fallback:
-        return found
-    return cnn_boxes(gray, upsample)
+    order = AUTO_ORDER if check_detector(detector) == "auto" else ((detector, 0),)
+    for name, more in order if fallback else order[:1]:
+        found = boxes_by(name, gray, upsample + more)
+        if found:
+            break
+    return found

@@ -205,7 +205,8 @@ def gray_image(image: ImageLike) -> np.ndarray:
 def detect_faces(image: ImageLike, *, upsample: int = 0, detector: str = DEFAULT_DETECTOR) -> list[Box]:
     """Face boxes, largest first, framed as dlib's HOG detector frames them whichever detector found them.
 
-    detector: "hog", "cnn" or "auto" (HOG, then the CNN detector where HOG finds nothing; see detection.py).
+    detector: "blazeface", "hog", "cnn" or "auto" (BlazeFace, then HOG on the image doubled, then the CNN
+    detector, each only where the one before finds nothing; see detection.py).
     Each `upsample` doubles the image before detecting: faces down to ~40 px instead of ~80 px for HOG, at
     about four times the cost.
     """
@@ -240,7 +241,7 @@ def find_faces(
 ) -> list[Face]:
     """Faces with their 68 landmarks, largest first, found by `detector` (see detect_faces).
 
-    fallback=False keeps `auto` to HOG alone (a video frame where no tracked face was lost).
+    fallback=False keeps `auto` to BlazeFace alone (a video frame where no tracked face was lost).
     near: where the faces were in a recent video frame: the detector looks for each in a window around it
     (detection.detect_near), and searches the whole image only if one of them is not there.
     With `already_cropped`, the image is taken to be one face crop (as fer2013's 48x48 faces are): the

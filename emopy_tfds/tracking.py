@@ -105,8 +105,8 @@ def track_face(
     detection that continues the track (match_boxes, as FaceTracks matches) then reseeds it, the largest if none
     does.
     With no face on the first frame, `fallback_box` (e.g. from a dataset's own landmarks) seeds the fits.
-    Under `auto`, the CNN detector runs where HOG finds nothing, but only once before a face is first found:
-    a sequence without a face costs one CNN pass, not one a frame.
+    Under `auto`, the fallbacks (HOG doubled, then the CNN detector) run where BlazeFace finds nothing, but only
+    once before a face is first found: a sequence without a face costs one CNN pass, not one a frame.
     """
     tracked, detections, used_fallback, seed = [], 0, False, None
     for frame in frames:

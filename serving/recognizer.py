@@ -106,8 +106,9 @@ class Recognizer:
 
     Build one with `default()` (a model emopy ships), `from_export` or `from_server`; call `close()` (or use
     `with`) when done with a server.
-    upsample: doubles the image before detecting this many times (smaller faces found, ~4x slower each).
-    detector: "auto", "hog" or "cnn" (faces.DETECTORS); None takes the one the face spec records ("auto" unless
+    upsample: doubles the image before HOG or the CNN detector looks this many times (smaller faces found, ~4x
+      slower each); BlazeFace always looks at a 128x128 copy.
+    detector: "auto", "blazeface", "hog" or "cnn" (faces.DETECTORS); None takes the one the face spec records ("auto" unless
       the model's dataset was built with another). On video, `auto` calls the CNN detector only on the first frame
       without a face and where HOG loses a face it was tracking.
     cropped: each image already is one face crop (fer2013's, another detector's output): no detection, the whole
@@ -257,17 +258,19 @@ class Recognizer:
     # --- One picture ---
 
     def classify_faces(self, rgb: np.ndarray, *, detector: str | None = None, fallback: bool = True,
-                       near: Sequence[faces.Box] = ()) -> tuple[list[faces.Face], np.ndarray]:
+                       near: Sequence[faces.Box] = (), upsample: int | None = None
+                       ) -> tuple[list[faces.Face], np.ndarray]:
         """The faces of an RGB image, largest first, and their probabilities [B, K].
 
-        detector: this call's detector instead of the Recognizer's; fallback=False keeps `auto` to HOG alone.
+        detector, upsample: this call's instead of the Recognizer's; fallback=False keeps `auto` to BlazeFace alone.
         near: where faces were in a recent frame of the same video, to look there first (faces.find_faces).
         """
         if self.cropped:
             face, aligned = faces.crop_as_given(rgb, self.face_spec, landmark_model=self.landmark_model)
             return [face], self.classify_crops([aligned.image], aligned.landmarks[np.newaxis])
         found, crops, points = [], [], []
-        for face in faces.find_faces(rgb, upsample=self.upsample, detector=detector or self.detector,
+        upsample = self.upsample if upsample is None else upsample
+        for face in faces.find_faces(rgb, upsample=upsample, detector=detector or self.detector,
                                      fallback=fallback, near=near, landmark_model=self.landmark_model):
             try:
                 aligned = faces.align_face(rgb, face.landmarks, self.crop_spec, landmark_model=self.landmark_model)
@@ -373,11 +376,8 @@ class Recognizer:
             for index, seconds, bgr, classified in ahead:
                 if classified is not None:
                     found, probabilities = classified.result()
-                    if self.detector == "auto" and (tracker.visible() > len(found) or (index == 0 and not found)):
-                        # HOG lost a face it was following, or found none to start from: the CNN detector looks.
-                        # It looks near where the faces were first, as HOG does.
-                        rescued = self._classify_bgr(bgr, detector="cnn", near=tracker.visible_boxes())
-                        found, probabilities = max((found, probabilities), rescued, key=lambda f: len(f[0]))
+                    if self.detector == "auto":
+                        found, probabilities = self._rescue(bgr, index, tracker, found, probabilities)
                     ids, probabilities = tracker.update([face.box for face in found], probabilities)
                     latest = face_table(found, probabilities, ids, self.classes, file=name, frame=index,
                                         seconds=seconds)
@@ -401,11 +401,23 @@ class Recognizer:
             if show:
                 cv2.destroyWindow(LIVE_WINDOW)
 
-    def _classify_bgr(self, bgr: np.ndarray, detector: str | None = None, near: Sequence[faces.Box] = ()
-                      ) -> tuple[list[faces.Face], np.ndarray]:
-        # Frames classified ahead use HOG alone under `auto`; stream() decides where the CNN detector looks.
+    def _classify_bgr(self, bgr: np.ndarray, detector: str | None = None, near: Sequence[faces.Box] = (),
+                      upsample: int | None = None) -> tuple[list[faces.Face], np.ndarray]:
+        # Frames classified ahead use BlazeFace alone under `auto`; stream() decides where the fallbacks look.
         return self.classify_faces(faces.load_image(bgr, channel_order="bgr"), detector=detector, fallback=False,
-                                   near=near)
+                                   near=near, upsample=upsample)
+
+    def _rescue(self, bgr: np.ndarray, index: int, tracker: FaceTracker, found: list[faces.Face],
+                probabilities: np.ndarray) -> tuple[list[faces.Face], np.ndarray]:
+        """`auto`'s fallbacks on a video frame, in auto's order, while BlazeFace has lost a face it was following,
+        or found none on the first frame; each looks near where the faces were first, as BlazeFace does."""
+        for detector, more in faces.detection.AUTO_ORDER[1:]:
+            if len(found) >= tracker.visible() and (index or found):
+                break
+            rescued = self._classify_bgr(bgr, detector=detector, near=tracker.visible_boxes(),
+                                         upsample=self.upsample + more)
+            found, probabilities = max((found, probabilities), rescued, key=lambda f: len(f[0]))
+        return found, probabilities
 
     def predict(self, path: str | os.PathLike, **video_options: Any) -> pd.DataFrame:
         """A photo's or a video's rows, told apart by the file's extension (video options: see predict_video)."""
