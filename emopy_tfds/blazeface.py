@@ -1,9 +1,9 @@
 """BlazeFace, MediaPipe's face detector, run through TensorFlow Lite: its anchors, box decoding and weighted
 non-maximum suppression, written from the facts MediaPipe publishes in its graph configs and model card.
 
-The models ship in emopy_tfds/data/blazeface/ with their licence (Apache-2.0) and where they came from. The model
-reads an RGB image letterboxed into a square (128 px short range, 192 px full range), values in [-1, 1], and
-regresses, for each of a fixed grid of anchors, one score and a box with six keypoints relative to the anchor.
+The short-range model ships in emopy_tfds/data/blazeface/ with its licence (Apache-2.0) and where it came from. It
+reads an RGB image letterboxed into a 128 px square, values in [-1, 1], and regresses, for each of a fixed grid of
+anchors, one score and a box with six keypoints relative to the anchor.
 Boxes come back in image pixels as BlazeFace frames a face: detection.py maps them onto HOG's framing.
 """
 
@@ -47,9 +47,9 @@ class BlazeFaceModel(NamedTuple):
 
 # Short range: faces within about 2 m of a phone's camera, a face filling a fifth of the frame or more: 896 anchors.
 SHORT_RANGE = BlazeFaceModel("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2, 0.5)
-# Full range: faces within about 5 m, small in the frame: 2304 anchors on one 48x48 map.
-FULL_RANGE = BlazeFaceModel("face_detection_full_range_sparse.tflite", 192, (4,), 1, 0.6)
-MODELS = {"short": SHORT_RANGE, "full": FULL_RANGE}
+# MediaPipe's full-range model (192 px input, one 48x48 map of 2304 anchors, threshold 0.6) is for faces within
+# about 5 m. It is not shipped: on wild_dev's photos, faces that fill the frame, it found 12.5% at 6 ms a photo,
+# and auto's HOG on the photo doubled covers the small faces it would add.
 
 # The graphs' post-processing: raw scores clipped to +-100 before the sigmoid, and detections whose boxes overlap
 # by more than this IoU merged into one, their boxes and keypoints averaged weighted by score.

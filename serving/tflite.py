@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emopy_tfds import tflite
 from emopy.serving import quiet
 from emopy.serving.layout import PIXELS_SIGNATURE, TFLITE_FILE
 
@@ -46,16 +46,6 @@ def convert(version_dir: str | os.PathLike, int8_weights: bool = False) -> bytes
         return converter.convert()
 
 
-def _interpreter(model: bytes) -> Any:
-    import tensorflow as tf  # tensorflow: heavy, needed only to convert or run
-
-    # tf.lite.Interpreter warns that it will move to the ai-edge-litert package; it is still the one in the
-    # TensorFlow emopy pins, so the warning would only be noise for users.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return tf.lite.Interpreter(model_content=model, num_threads=min(MAX_THREADS, os.cpu_count() or 1))
-
-
 class PixelsClassifier:
     """Probabilities [B, K] of uint8 crops [B, S, S, C] (and landmarks [B, 68, 2]) through pixels.tflite."""
 
@@ -73,8 +63,7 @@ class PixelsClassifier:
 
     def _runner(self) -> dict[str, Any]:
         if not hasattr(self._per_thread, "runner"):
-            interpreter = _interpreter(self._model)
-            interpreter.allocate_tensors()
+            interpreter = tflite.interpreter(self._model, MAX_THREADS)
             signature = interpreter.get_signature_runner(PIXELS_SIGNATURE)
             probabilities = signature.get_output_details()["probabilities"]
             self._per_thread.runner = {"interpreter": interpreter, "inputs": signature.get_input_details(),
