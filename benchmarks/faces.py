@@ -1,18 +1,25 @@
 """Benchmark of the shared face core: landmark fits and detections, with the ratio each is judged by.
 
-Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR]
-     python benchmarks/faces.py --measure-box-mapping [--count N] [--data-dir DIR]
+Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--photos DIR]
+     python benchmarks/faces.py --measure-box-mapping cnn [--count N] [--data-dir DIR]
+     python benchmarks/faces.py --measure-box-mapping blazeface [--photos DIR]
 
 1. The core: landmark fits, HOG detection and alignment on the sample photo shipped with emopy (no test extras
    needed). Single process, single thread.
-2. The detectors (hog, cnn, auto): on photos built from real faces, the share of faces each finds, against the
+2. The detectors (blazeface, hog, cnn, auto): on photos built from real faces, the share of faces each finds, against the
    faces any of them finds (target for auto: at least 95%), and ms per 640x480 photo. The faces are --count real
    fer2013 validation faces (PublicTest, drawn at random) when fer2013 is built in --data-dir from
    ../shared/data/fer2013, each scaled up 4x into a noisy 640x480 photo as it is ("easy") and made hard: turned
    35 degrees, the lower third covered, or half in shadow. Without the real data it says so and uses the astronaut
    and the sample photo, in the same five variants.
---measure-box-mapping prints detection.CNN_TO_HOG: where HOG's box sits against the CNN detector's, on the easy
-faces both find, and how far apart the landmarks fitted on either box are.
+3. The detectors on real photos of people: --photos (default ../shared/data/wild_dev/photos, beside the repository,
+   development data: skipped, saying so, where it is not there), each photo as it is.
+For `auto`, 2 and 3 also give each stage's share of the faces found and of auto's time: BlazeFace, then HOG on the
+photo doubled, then the CNN detector, each only where the ones before found nothing.
+--measure-box-mapping cnn prints detection.CNN_TO_HOG: where HOG's box sits against the CNN detector's, on the easy
+faces both find, and how far apart the landmarks fitted on either box are. --measure-box-mapping blazeface does
+the same for BLAZEFACE_TO_HOG on the real photos both BlazeFace and HOG find a face in: fitted on every other
+photo, the landmark distance measured on the rest.
 """
 
 from __future__ import annotations
@@ -121,11 +128,85 @@ def compare_detectors(data_dir: Path, count: int) -> None:
         hits = np.array(found[name])
         print(f"  {name:<9}" + "".join(f"{hits[variants == variant].mean():>21.1%}" for variant in VARIANTS)
               + f"{hits.mean():>8.1%}{hits[anyone].mean():>8.1%}{1000 * np.median(seconds[name]):>10.1f}")
+    print_auto_stages([photo for _, photo in photos(crops)])
     share = np.array(found["auto"])[anyone].mean()
     print(f"  auto finds {share:.1%} of the faces any detector finds (target >= {AUTO_TARGET:.0%}: "
           f"{'met' if share >= AUTO_TARGET else 'NOT met'}); median ms per photo where HOG finds the face: "
           f"auto {1000 * np.median(np.array(seconds['auto'])[np.array(found['hog'])]):.1f}, "
+          f"blazeface {1000 * np.median(np.array(seconds['blazeface'])[np.array(found['hog'])]):.1f}, "
           f"hog {1000 * np.median(np.array(seconds['hog'])[np.array(found['hog'])]):.1f}")
+
+
+def auto_stages(photo: np.ndarray) -> tuple[str | None, dict[str, float]]:
+    """The stage of `auto` that found a face in the photo (None: none did) and the seconds each stage that ran took,
+    running detection.AUTO_ORDER's stages one by one as auto does."""
+    gray = faces.gray_image(photo)
+    seconds = {}
+    for name, more in detection.AUTO_ORDER:
+        started = time.perf_counter()
+        found = detection.boxes_by(name, gray, more)
+        seconds[name] = time.perf_counter() - started
+        if found:
+            return name, seconds
+    return None, seconds
+
+
+def print_auto_stages(photos: list[np.ndarray]) -> None:
+    stages = [auto_stages(photo) for photo in photos]
+    found = [stage for stage, _ in stages if stage]
+    total = sum(sum(seconds.values()) for _, seconds in stages)
+    print(f"  auto's stages: " + "; ".join(
+        f"{name} finds {found.count(name) / max(1, len(found)):.1%} of the faces found, "
+        f"{sum(seconds.get(name, 0.0) for _, seconds in stages) / total:.1%} of the time"
+        for name, _ in detection.AUTO_ORDER) + f" ({len(found)} of {len(photos)} photos, "
+        f"{1000 * total / len(photos):.1f} ms a photo)")
+
+
+def compare_on_real_photos(folder: Path) -> None:
+    if not folder.is_dir():
+        print(f"
+real photos: {folder} is not there (development data), so this part is skipped")
+        return
+    photos = [faces.load_image(path) for path in sorted(folder.iterdir()) if path.suffix.lower() in (".jpg", ".png")]
+    print(f"
+detectors on {len(photos)} real photos of people ({folder}), each as it is:")
+    print(f"  {'detector':<10}{'found':>8}{'ms/photo':>10}")
+    for name in faces.DETECTORS:
+        detect = (lambda photo, name=name: faces.detect_faces(photo, detector=name))
+        detect(photos[0])  # warm up
+        started = time.perf_counter()
+        hits = [bool(detect(photo)) for photo in photos]
+        print(f"  {name:<10}{np.mean(hits):>8.1%}{1000 * (time.perf_counter() - started) / len(photos):>10.1f}")
+    print_auto_stages(photos)
+
+
+def measure_blazeface_mapping(folder: Path) -> None:
+    """BLAZEFACE_TO_HOG: medians of where HOG's box sits against BlazeFace's, fitted on every other real photo both
+    find a face in; the landmark distance after the mapping, on the others."""
+    if not folder.is_dir():
+        sys.exit(f"{folder} is not there: --measure-box-mapping blazeface needs real photos (--photos DIR)")
+    pairs = []
+    for path in sorted(folder.iterdir()):
+        gray = faces.gray_image(faces.load_image(path))
+        hog, found = detection.hog_boxes(gray), detection._blazeface()(gray)
+        if hog and found:
+            pairs.append((gray, hog[0], found[0]))
+    offsets = np.array([[(box.x + box.w / 2 - (d.x + d.w / 2)) / ((d.w + d.h) / 2),
+                         (box.y + box.h / 2 - (d.y + d.h / 2)) / ((d.w + d.h) / 2), box.w / ((d.w + d.h) / 2)]
+                        for _, box, d in pairs])
+    dx, dy, ratio = np.median(offsets[0::2], axis=0)
+    mapping = {"dx": dx, "dy": dy, "scale": ratio}
+    errors = []
+    for gray, box, found in pairs[1::2]:
+        mapped = detection.to_hog(found.x + found.w / 2, found.y + found.h / 2, (found.w + found.h) / 2, mapping)
+        points = faces.fit_landmarks(gray, box), faces.fit_landmarks(gray, mapped)
+        errors.append(np.linalg.norm(points[0] - points[1], axis=1).mean() / box.w)
+    print(f"box mapping on {len(pairs)} real photos where both BlazeFace and HOG find a face ({folder}):")
+    print(f'  fitted on {len(offsets[0::2])}: BLAZEFACE_TO_HOG = {{"dx": {dx:.3f}, "dy": {dy:.3f}, "scale": {ratio:.3f}}}'
+          f'  (all {len(offsets)}: ' + ", ".join(f"{q:.3f}" for q in np.median(offsets, axis=0)) + ")")
+    print(f"  on the other {len(errors)}: landmarks on the mapped box against HOG's box, mean point distance / box "
+          f"side: median {np.median(errors):.4f}, 90th percentile {np.percentile(errors, 90):.4f} "
+          f"(detection.py now: {detection.BLAZEFACE_TO_HOG})")
 
 
 def measure_box_mapping(data_dir: Path, count: int) -> None:
@@ -162,10 +243,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--count", type=int, default=100, help="real faces for the detector comparison")
     parser.add_argument("--data-dir", type=Path, default=Path("~/tensorflow_datasets").expanduser())
-    parser.add_argument("--measure-box-mapping", action="store_true", help="print CNN_TO_HOG's measurement and stop")
+    parser.add_argument("--photos", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
+                        / "wild_dev" / "photos", help="real photos of people (default: the development data's)")
+    parser.add_argument("--measure-box-mapping", choices=["cnn", "blazeface"],
+                        help="print CNN_TO_HOG's or BLAZEFACE_TO_HOG's measurement and stop")
     args = parser.parse_args()
-    if args.measure_box_mapping:
+    if args.measure_box_mapping == "cnn":
         measure_box_mapping(args.data_dir, args.count)
+        return
+    if args.measure_box_mapping == "blazeface":
+        measure_blazeface_mapping(args.photos)
         return
 
     started = time.perf_counter()
@@ -198,6 +285,7 @@ def main() -> None:
           f"   ratio to real time ({REAL_TIME_FPS:.0f} fps): {fps / REAL_TIME_FPS:.2f}")
     print(f"  projected fer2013 landmarks ({FER2013_ROWS} rows), one core: {FER2013_ROWS * fit_crop / 1000:.1f} s")
     compare_detectors(args.data_dir, args.count)
+    compare_on_real_photos(args.photos)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 the `fer` package's pipeline as a baseline.
 
 Run: python benchmarks/wild_photos.py [--model NAME|DIR ...] [--fer-python PYTHON] [--photos DIR] [--labels CSV]
-                                      [--detector auto|hog|cnn] [--out DIR] [--markdown]
+                                      [--detector auto|blazeface|hog|cnn] [--out DIR] [--markdown] [--time-predict]
 
 Reads ../shared/data/wild_dev (photos/ and labels.csv, `file,emotion` with fer2013's names; beside the repository,
 not in it) unless --photos and --labels name other photos; says so and exits 1 when they are not there.
@@ -12,7 +12,9 @@ by `emopy evaluate --photos DIR --labels CSV --model M`: detection, the model's 
 predict` runs them, on each photo's largest face. A photo where no face is found counts as wrong. The table gives,
 per pipeline: accuracy on all photos, accuracy on the faces found, faces found, and each class's recall over all
 photos; then each pipeline's figure over the first's (the ratio columns). Each evaluation's JSON report, confusion
-matrix and predictions are kept under --out (default: a temporary folder, removed at the end).
+matrix and predictions are kept under --out (default: a temporary folder, removed at the end). --time-predict
+also times the whole `emopy predict PHOTOS` command, start-up included, under `auto` and under `--detector hog`,
+with the first model: their ratio, and the share of photos where each found a face.
 
 The `fer` package (https://github.com/justinshenk/fer, MIT) runs in an interpreter of its own, given by
 --fer-python: it needs OpenCV 4's Haar cascade, and emopy installs opencv-python-headless 5, which has none. That
@@ -58,6 +60,39 @@ def emopy_report(model: str, photos: Path, labels_csv: Path, out: Path, detector
     if result.returncode != 0:
         raise SystemExit(f"wild_photos: `emopy evaluate` of {model} failed:\n{result.stderr.strip()}")
     return json.loads(output.read_text())
+
+
+def timed_predict(photos: Path, model: str, detector: str, out: Path) -> tuple[float, int, int]:
+    """The whole `emopy predict PHOTOS` command under one detector, as a user runs it: its seconds (start-up
+    included), the photos it read and those with at least one face."""
+    import time
+
+    import pandas as pd
+
+    output = out / f"predict-{detector}.csv"
+    command = [sys.executable, "-m", "emopy.pipeline.cli", "predict", str(photos), "--model", model,
+               "--detector", detector, "--output", str(output), "--overwrite"]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"wild_photos: `emopy predict --detector {detector}` failed:\n{result.stderr.strip()}")
+    table = pd.read_csv(output)
+    files = len([path for path in photos.iterdir() if path.is_file()])
+    return seconds, files, table.loc[table["face_id"].notna(), "file"].nunique()
+
+
+def print_predict_times(photos: Path, model: str, out: Path) -> None:
+    """`emopy predict` under `auto` against `--detector hog` on the same photos, in the same run."""
+    timed = {detector: timed_predict(photos, model, detector, out) for detector in ("hog", "auto")}
+    print(f"
+the whole `emopy predict {photos} --model {model}` command, per detector:")
+    for detector, (seconds, files, found) in timed.items():
+        print(f"  --detector {detector:<5} {seconds:7.1f} s  {1000 * seconds / files:6.1f} ms a photo  "
+              f"faces found in {found / files:.1%} of {files} photos")
+    ratio = timed["auto"][0] / timed["hog"][0]
+    print(f"  auto's time / hog's: {ratio:.2f} (target <= 1.00: {'met' if ratio <= 1 else 'NOT met'}); "
+          f"auto finds {timed['auto'][2] / timed['auto'][1]:.1%} (target >= 98 %)")
 
 
 def fer_report(fer_python: str, photos: Path, labels_csv: Path, out: Path) -> dict:
@@ -142,6 +177,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep each evaluation's report, confusion matrix and predictions "
                         "here (default: a temporary folder)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--time-predict", action="store_true", help="also time the whole `emopy predict` command "
+                        "on the photos under `auto` and under `--detector hog` (the first model)")
     args = parser.parse_args()
     if not args.photos.is_dir() or not args.labels.is_file():
         print(f"wild_photos: no labelled photos at {args.photos} and {args.labels}: the real photos are not part of "
@@ -154,6 +191,8 @@ def main() -> None:
                    for model in args.model or DEFAULT_MODELS}
         if args.fer_python:
             reports[FER_NAME] = fer_report(args.fer_python, args.photos, args.labels, out)
+        if args.time_predict:
+            print_predict_times(args.photos, (args.model or DEFAULT_MODELS)[0], out)
     first = next(iter(reports.values()))
     print(f"{first['photos']} labelled photos: {args.photos} ({args.labels.name}); a photo whose face is not found "
           f"counts as wrong")
