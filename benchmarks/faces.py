@@ -6,8 +6,8 @@ Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--ph
 
 1. The core: landmark fits, HOG detection and alignment on the sample photo shipped with emopy (no test extras
    needed). Single process, single thread.
-2. The detectors (blazeface, hog, cnn, auto): on photos built from real faces, the share of faces each finds, against the
-   faces any of them finds (target for auto: at least 95%), and ms per 640x480 photo. The faces are --count real
+2. The detectors (blazeface, hog, cnn, auto): on photos built from real faces, the share of faces each finds,
+   against the faces any of them finds (target for auto: at least 95%), and ms per 640x480 photo. The faces are --count real
    fer2013 validation faces (PublicTest, drawn at random) when fer2013 is built in --data-dir from
    ../shared/data/fer2013, each scaled up 4x into a noisy 640x480 photo as it is ("easy") and made hard: turned
    35 degrees, the lower third covered, or half in shadow. Without the real data it says so and uses the astronaut
@@ -202,7 +202,8 @@ def measure_blazeface_mapping(folder: Path) -> None:
         points = faces.fit_landmarks(gray, box), faces.fit_landmarks(gray, mapped)
         errors.append(np.linalg.norm(points[0] - points[1], axis=1).mean() / box.w)
     print(f"box mapping on {len(pairs)} real photos where both BlazeFace and HOG find a face ({folder}):")
-    print(f'  fitted on {len(offsets[0::2])}: BLAZEFACE_TO_HOG = {{"dx": {dx:.3f}, "dy": {dy:.3f}, "scale": {ratio:.3f}}}'
+    print(f'  fitted on {len(offsets[0::2])}: BLAZEFACE_TO_HOG = '
+          f'{{"dx": {dx:.3f}, "dy": {dy:.3f}, "scale": {ratio:.3f}}}'
           f'  (all {len(offsets)}: ' + ", ".join(f"{q:.3f}" for q in np.median(offsets, axis=0)) + ")")
     print(f"  on the other {len(errors)}: landmarks on the mapped box against HOG's box, mean point distance / box "
           f"side: median {np.median(errors):.4f}, 90th percentile {np.percentile(errors, 90):.4f} "

@@ -24,7 +24,7 @@ import numpy as np
 from emopy_tfds import blazeface
 
 # blazeface: MediaPipe's short-range BlazeFace (about 3 ms a photo of any size: it looks at a 128x128 copy; turned,
-# shadowed and tightly cropped faces too, down to about a tenth of the photo's longer side). hog: dlib's HOG frontal
+# shadowed and tightly cropped faces too, down to about a seventh of the photo's longer side). hog: dlib's HOG frontal
 # detector (~25 ms a 640x480 photo on 2 cores; upright, mostly frontal faces of 80 px and more). cnn: dlib's MMOD
 # CNN detector (turned, tilted, covered and shadowed faces too; about 100 times as slow as HOG). auto: BlazeFace,
 # then HOG on the image doubled (faces down to 40 px), then the CNN detector, each only where the one before found
@@ -52,6 +52,11 @@ CNN_TO_HOG = {"dx": 0.05, "dy": 0.05, "scale": 0.94}
 # a face (`benchmarks/faces.py --measure-box-mapping`). Fitted on half of them, landmarks fitted on the mapped box
 # and on HOG's own box are a median 0.65% of the box side apart on the other half (90th percentile 1.7%).
 BLAZEFACE_TO_HOG = {"dx": 0.0, "dy": -0.025, "scale": 0.93}
+
+# BlazeFace finds faces lying on their side or upside down too, but the 68-point model, trained on upright faces in
+# HOG's upright boxes, cannot fit them: such a face's landmarks would be noise, and its crop a wrong face. HOG and
+# the CNN detector find faces up to about 30-45 degrees off level; BlazeFace's are kept up to this.
+MAX_ROLL_DEGREES = 60.0
 
 # dlib's detectors miss faces under about 80 px (HOG) and 40 px (CNN), so an image that is itself small, a face
 # crop or a thumbnail of 40-100 px, shows none. Where none is found in an image whose short side is under this, the
@@ -215,10 +220,18 @@ def blazeface_to_hog(found: blazeface.Detection) -> Box:
     return to_hog(found.x + found.w / 2, found.y + found.h / 2, (found.w + found.h) / 2, BLAZEFACE_TO_HOG)
 
 
+def roll_degrees(found: blazeface.Detection) -> float:
+    """How far a BlazeFace detection's eye line turns from level, in degrees (-180..180; 0: upright)."""
+    (right_x, right_y), (left_x, left_y) = found.keypoints[:2]
+    return float(np.degrees(np.arctan2(left_y - right_y, left_x - right_x)))
+
+
 def blazeface_boxes(gray: np.ndarray, upsample: int = 0) -> list[Box]:
-    """Boxes from BlazeFace mapped to HOG's framing, largest first. BlazeFace sees every image at 128x128, so
-    `upsample` (taken to match the dlib detectors' signature) changes nothing."""
-    return largest_first(blazeface_to_hog(found) for found in _blazeface()(gray))
+    """Boxes from BlazeFace mapped to HOG's framing, largest first, of the faces whose eye line is within
+    MAX_ROLL_DEGREES of level. BlazeFace sees every image at 128x128, so `upsample` (taken to match the dlib
+    detectors' signature) changes nothing."""
+    return largest_first(blazeface_to_hog(found) for found in _blazeface()(gray)
+                         if abs(roll_degrees(found)) <= MAX_ROLL_DEGREES)
 
 
 def cnn_detections(gray: np.ndarray, upsample: int = 0, scale: float = CNN_SCALE) -> list[dlib.rectangle]:

@@ -21,8 +21,8 @@ WITHOUT_TENSORFLOW = frozenset({"landmarks"})
 # tf.data's "Local rendezvous is aborting with status: OUT_OF_RANGE" at the end of every dataset).
 QUIET_LOG_LEVEL = "2"
 VERBOSE_HELP = "show TensorFlow's start-up and info lines (CUDA, oneDNN, CPU instructions)"
-DETECTOR_HELP = ("blazeface: MediaPipe's BlazeFace (fastest; turned and shadowed faces too, down to a tenth of the "
-                 "photo); hog: dlib's HOG detector (upright, frontal faces of 80 px and more); cnn: dlib's CNN "
+DETECTOR_HELP = ("blazeface: MediaPipe's BlazeFace (fastest; turned and shadowed faces too, down to a seventh of "
+                 "the photo); hog: dlib's HOG detector (upright, frontal faces of 80 px and more); cnn: dlib's CNN "
                  "detector (also turned, tilted and covered faces; ~100x slower than HOG); auto: BlazeFace, then HOG "
                  "on the image doubled, then the CNN detector, each only where the one before finds nothing")
 

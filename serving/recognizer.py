@@ -108,9 +108,9 @@ class Recognizer:
     `with`) when done with a server.
     upsample: doubles the image before HOG or the CNN detector looks this many times (smaller faces found, ~4x
       slower each); BlazeFace always looks at a 128x128 copy.
-    detector: "auto", "blazeface", "hog" or "cnn" (faces.DETECTORS); None takes the one the face spec records ("auto" unless
-      the model's dataset was built with another). On video, `auto` calls the CNN detector only on the first frame
-      without a face and where HOG loses a face it was tracking.
+    detector: "auto", "blazeface", "hog" or "cnn" (faces.DETECTORS); None takes the one the face spec records ("auto"
+      unless the model's dataset was built with another). On video, `auto`'s fallbacks (HOG doubled, then the CNN
+      detector) run only on the first frame without a face and where BlazeFace loses a face it was tracking.
     cropped: each image already is one face crop (fer2013's, another detector's output): no detection, the whole
       image is the face, framed as the fer2013 builder frames such crops (faces.crop_as_given).
     max_pixels: photos (files, bytes) whose header declares more pixels are refused before decoding; from_export
