@@ -102,7 +102,8 @@ def timed_run(photos: Path, count: int, workers: int, model: str | None, detecto
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from emopy.pipeline.build import beam_flags
-    from emopy.serving import beam_predict, layout, quiet, shipped
+    from emopy_tfds import quiet
+    from emopy.serving import beam_predict, layout, shipped
 
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     output, log_dir = run_dir / "out", run_dir / "times"
@@ -138,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from emopy.pipeline.cli import start_tensorflow
-    from emopy.serving import quiet
+    from emopy_tfds import quiet
 
     start_tensorflow()  # its C++ start-up lines stay off the terminal, as in the emopy command
     with quiet.start_up_lines_filtered():  # Beam's import warns that Google Cloud's optional clients are missing

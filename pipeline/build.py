@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from emopy.serving import quiet
+from emopy_tfds import quiet
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 # --beam-options that keep the DirectRunner in the calling process: for pipelines too small to repay a worker
@@ -86,7 +86,7 @@ def run(
     pipeline/dask_runner.py) on the dask.distributed scheduler at `dask_address`, or on a LocalCluster of
     `workers` processes made for the build when there is none.
 
-    Unless `verbose`, Beam's and its workers' TensorFlow start-up lines are left out of stderr (serving.quiet), and
+    Unless `verbose`, Beam's and its workers' TensorFlow start-up lines are left out of stderr (emopy_tfds.quiet), and
     so are TFDS's own header, footer and progress bar (tfds_console_left_out). header: print emopy's line naming
     the dataset, workers and manual dir before the build starts (the quick start's step line says it instead).
     """
@@ -98,7 +98,7 @@ def run(
     # The local runner re-logs every worker's warnings; the workers' own errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     # Beam's import warns that Google Cloud's optional clients (never used by local builds) are missing, and each
-    # worker prints TensorFlow's C++ start-up lines before any log setting applies: serving.quiet leaves them out.
+    # worker prints TensorFlow's C++ start-up lines before any log setting applies: emopy_tfds.quiet leaves them out.
     with contextlib.nullcontext() if verbose else quiet.start_up_lines_filtered():
         # Beam and TensorFlow read the log settings once, when first imported: they come after.
         from apache_beam.options.pipeline_options import PipelineOptions

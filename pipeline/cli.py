@@ -9,10 +9,11 @@ import os
 import sys
 from typing import Sequence
 
+from emopy_tfds import quiet
 from emopy_tfds.detection import DETECTORS
 from emopy_tfds.images import MAX_IMAGE_PIXELS
 from emopy.pipeline import landmarks, train_config
-from emopy.serving import quiet, shipped
+from emopy.serving import shipped
 from emopy.serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.

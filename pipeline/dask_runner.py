@@ -321,7 +321,7 @@ def _resource_tracker_started() -> None:
     """Starts multiprocessing's resource tracker with its stderr on /dev/null, if it is not running yet.
 
     The LocalCluster's workers start through multiprocessing's "spawn", which starts the tracker, a process that
-    lives as long as this one and inherits its stderr. Under `emopy build`, stderr is a pipe that serving.quiet
+    lives as long as this one and inherits its stderr. Under `emopy build`, stderr is a pipe that emopy_tfds.quiet
     reads until every writer has let go of it, so the tracker would hold the end of the build up by 10 s.
     """
     from multiprocessing import resource_tracker

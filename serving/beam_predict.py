@@ -40,7 +40,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from emopy_tfds import faces
-from emopy.serving import layout, quiet, shipped
+from emopy_tfds import quiet
+from emopy.serving import layout, shipped
 from emopy.serving.predict import is_media_name
 from emopy.serving.recognizer import Recognizer
 from emopy.serving.tables import LEADING_COLUMNS, TRAILING_COLUMNS

