@@ -1,6 +1,6 @@
 """Benchmark of the shared face core: landmark fits and detections, with the ratio each is judged by.
 
-Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--photos DIR]
+Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--photos DIR] [--photo-count N]
      python benchmarks/faces.py --measure-box-mapping cnn [--count N] [--data-dir DIR]
      python benchmarks/faces.py --measure-box-mapping blazeface [--photos DIR]
 
@@ -12,8 +12,9 @@ Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--ph
    ../shared/data/fer2013, each scaled up 4x into a noisy 640x480 photo as it is ("easy") and made hard: turned
    35 degrees, the lower third covered, or half in shadow. Without the real data it says so and uses the astronaut
    and the sample photo, in the same five variants.
-3. The detectors on real photos of people: --photos (default ../shared/data/wild_dev/photos, beside the repository,
-   development data: skipped, saying so, where it is not there), each photo as it is.
+3. The detectors on real photos of people: the first --photo-count of --photos (default: 400 of
+   ../shared/data/wild_dev/photos, beside the repository, development data: skipped, saying so, where it is not
+   there), each photo as it is.
 For `auto`, 2 and 3 also give each stage's share of the faces found and of auto's time: BlazeFace, then HOG on the
 photo doubled, then the CNN detector, each only where the ones before found nothing.
 --measure-box-mapping cnn prints detection.CNN_TO_HOG: where HOG's box sits against the CNN detector's, on the easy
@@ -162,7 +163,7 @@ def print_auto_stages(photos: list[np.ndarray]) -> None:
         f"{1000 * total / len(photos):.1f} ms a photo)")
 
 
-def compare_on_real_photos(folder: Path) -> None:
+def compare_on_real_photos(folder: Path, count: int) -> None:
     if not folder.is_dir():
         print(f"
 real photos: {folder} is not there (development data), so this part is skipped")
@@ -246,6 +247,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("~/tensorflow_datasets").expanduser())
     parser.add_argument("--photos", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
                         / "wild_dev" / "photos", help="real photos of people (default: the development data's)")
+    parser.add_argument("--photo-count", type=int, default=400, help="real photos for the detector comparison")
     parser.add_argument("--measure-box-mapping", choices=["cnn", "blazeface"],
                         help="print CNN_TO_HOG's or BLAZEFACE_TO_HOG's measurement and stop")
     args = parser.parse_args()
@@ -286,7 +288,7 @@ def main() -> None:
           f"   ratio to real time ({REAL_TIME_FPS:.0f} fps): {fps / REAL_TIME_FPS:.2f}")
     print(f"  projected fer2013 landmarks ({FER2013_ROWS} rows), one core: {FER2013_ROWS * fit_crop / 1000:.1f} s")
     compare_detectors(args.data_dir, args.count)
-    compare_on_real_photos(args.photos)
+    compare_on_real_photos(args.photos, args.photo_count)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 The SavedModel stays the model: TF Serving, `emopy serve` and `emopy evaluate` load it. The TFLite copy is the same
 graph with the same weights (float32; probabilities agree within 1e-5), converted once by `emopy export` into
-BASE/N/assets.extra/pixels.tflite. It is there for speed: through the XNNPACK kernels a two-member `vgg_small`
-ensemble classifies a face at batch 1 in about 1.8 ms on 2 cores, against about 6 ms through the SavedModel's
-signature, whose per-call overhead dwarfs a 48x48 face (benchmarks/default_model.py).
+BASE/N/assets.extra/pixels.tflite, and run by LiteRT's interpreter (emopy_tfds.tflite), as BlazeFace is. It is
+there for speed: through the XNNPACK kernels a two-member `vgg_small` ensemble classifies a face at batch 1 in about
+1.8 ms on 2 cores, against about 6 ms through the SavedModel's signature, whose per-call overhead dwarfs a 48x48
+face (benchmarks/default_model.py).
 
 `emopy export --int8-tflite` stores the copy's weights as int8 instead (dynamic-range quantisation: activations
 stay float, weights are scaled per channel). The copy is then 4x smaller and 2.4-4.7x faster, and its
@@ -52,10 +53,7 @@ class PixelsClassifier:
         self.path = Path(path)
         self._model = self.path.read_bytes()
         self._per_thread = threading.local()
-        # TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." once per process, on the first
-        # interpreter it readies: readied here, so that line stays off the terminal (a failure still shows it).
-        with quiet.stderr_held_back():
-            runner = self._runner()
+        runner = self._runner()
         # As the SavedModel's signature states them, an unknown size as None: {"image": [None, S, S, C], ...}.
         self.input_shapes = {name: [None if size < 0 else int(size) for size in detail["shape_signature"]]
                              for name, detail in runner["inputs"].items()}
