@@ -156,7 +156,7 @@ def print_auto_stages(photos: list[np.ndarray]) -> None:
     stages = [auto_stages(photo) for photo in photos]
     found = [stage for stage, _ in stages if stage]
     total = sum(sum(seconds.values()) for _, seconds in stages)
-    print(f"  auto's stages: " + "; ".join(
+    print("  auto's stages: " + "; ".join(
         f"{name} finds {found.count(name) / max(1, len(found)):.1%} of the faces found, "
         f"{sum(seconds.get(name, 0.0) for _, seconds in stages) / total:.1%} of the time"
         for name, _ in detection.AUTO_ORDER) + f" ({len(found)} of {len(photos)} photos, "

@@ -85,8 +85,7 @@ def timed_predict(photos: Path, model: str, detector: str, out: Path) -> tuple[f
 def print_predict_times(photos: Path, model: str, out: Path) -> None:
     """`emopy predict` under `auto` against `--detector hog` on the same photos, in the same run."""
     timed = {detector: timed_predict(photos, model, detector, out) for detector in ("hog", "auto")}
-    print(f"
-the whole `emopy predict {photos} --model {model}` command, per detector:")
+    print(f"\nthe whole `emopy predict {photos} --model {model}` command, per detector:")
     for detector, (seconds, files, found) in timed.items():
         print(f"  --detector {detector:<5} {seconds:7.1f} s  {1000 * seconds / files:6.1f} ms a photo  "
               f"faces found in {found / files:.1%} of {files} photos")
