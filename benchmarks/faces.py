@@ -18,9 +18,9 @@ Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--ph
 For `auto`, 2 and 3 also give each stage's share of the faces found and of auto's time: BlazeFace, then HOG on the
 photo doubled, then the CNN detector, each only where the ones before found nothing.
 --measure-box-mapping cnn prints detection.CNN_TO_HOG: where HOG's box sits against the CNN detector's, on the easy
-faces both find, and how far apart the landmarks fitted on either box are. --measure-box-mapping blazeface does
-the same for BLAZEFACE_TO_HOG on the real photos both BlazeFace and HOG find a face in: fitted on every other
-photo, the landmark distance measured on the rest.
+faces both find, and how far apart the landmarks fitted on either box are. --measure-box-mapping blazeface fits
+BLAZEFACE_TO_HOG, HOG's box from BlazeFace's eyes and mouth, on every other real photo both BlazeFace and HOG find a
+face in, and measures the landmark distance on the rest.
 """
 
 from __future__ import annotations
@@ -182,8 +182,9 @@ def compare_on_real_photos(folder: Path, count: int) -> None:
 
 
 def measure_blazeface_mapping(folder: Path) -> None:
-    """BLAZEFACE_TO_HOG: medians of where HOG's box sits against BlazeFace's, fitted on every other real photo both
-    find a face in; the landmark distance after the mapping, on the others."""
+    """BLAZEFACE_TO_HOG: HOG's box from BlazeFace's eyes and mouth, fitted on every other real photo both find a face
+    in (the centre's place between eyes and mouth: a median; the side: least squares on the eye distance and the
+    eye-to-mouth distance); the landmark distance after the mapping, on the others."""
     if not folder.is_dir():
         sys.exit(f"{folder} is not there: --measure-box-mapping blazeface needs real photos (--photos DIR)")
     pairs = []
@@ -192,20 +193,22 @@ def measure_blazeface_mapping(folder: Path) -> None:
         hog, found = detection.hog_boxes(gray), detection._blazeface()(gray)
         if hog and found:
             pairs.append((gray, hog[0], found[0]))
-    offsets = np.array([[(box.x + box.w / 2 - (d.x + d.w / 2)) / ((d.w + d.h) / 2),
-                         (box.y + box.h / 2 - (d.y + d.h / 2)) / ((d.w + d.h) / 2), box.w / ((d.w + d.h) / 2)]
-                        for _, box, d in pairs])
-    dx, dy, ratio = np.median(offsets[0::2], axis=0)
-    mapping = {"dx": dx, "dy": dy, "scale": ratio}
+    fitted = pairs[0::2]
+    eyes = np.array([found.keypoints[:2].mean(axis=0) for _, _, found in fitted], np.float64)
+    mouths = np.array([found.keypoints[3] for _, _, found in fitted], np.float64)
+    distances = np.array([[np.linalg.norm(found.keypoints[1] - found.keypoints[0]), np.linalg.norm(mouth - eye)]
+                          for (_, _, found), eye, mouth in zip(fitted, eyes, mouths)])
+    centres = np.array([[box.x + box.w / 2, box.y + box.h / 2] for _, box, _ in fitted])
+    along = np.median(np.sum((centres - eyes) * (mouths - eyes), axis=1) / np.sum((mouths - eyes) ** 2, axis=1))
+    (per_eyes, per_mouth), *_ = np.linalg.lstsq(distances, [box.w for _, box, _ in fitted], rcond=None)
+    mapping = {"centre": along, "eyes": per_eyes, "mouth": per_mouth}
     errors = []
     for gray, box, found in pairs[1::2]:
-        mapped = detection.to_hog(found.x + found.w / 2, found.y + found.h / 2, (found.w + found.h) / 2, mapping)
-        points = faces.fit_landmarks(gray, box), faces.fit_landmarks(gray, mapped)
+        points = faces.fit_landmarks(gray, box), faces.fit_landmarks(gray, detection.blazeface_to_hog(found, mapping))
         errors.append(np.linalg.norm(points[0] - points[1], axis=1).mean() / box.w)
     print(f"box mapping on {len(pairs)} real photos where both BlazeFace and HOG find a face ({folder}):")
-    print(f'  fitted on {len(offsets[0::2])}: BLAZEFACE_TO_HOG = '
-          f'{{"dx": {dx:.3f}, "dy": {dy:.3f}, "scale": {ratio:.3f}}}'
-          f'  (all {len(offsets)}: ' + ", ".join(f"{q:.3f}" for q in np.median(offsets, axis=0)) + ")")
+    print(f'  fitted on {len(fitted)}: BLAZEFACE_TO_HOG = '
+          f'{{"centre": {along:.3f}, "eyes": {per_eyes:.3f}, "mouth": {per_mouth:.3f}}}')
     print(f"  on the other {len(errors)}: landmarks on the mapped box against HOG's box, mean point distance / box "
           f"side: median {np.median(errors):.4f}, 90th percentile {np.percentile(errors, 90):.4f} "
           f"(detection.py now: {detection.BLAZEFACE_TO_HOG})")
