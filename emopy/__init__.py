@@ -35,28 +35,30 @@ __all__ = ["Recognizer", "predict", "labels", "SHIPPED_MODELS", "__version__"]
 SHIPPED_MODELS = ("ferplus", "fer2013")
 
 # One Recognizer per model for emopy.predict: loading a model costs far more than classifying a photo.
-_recognizers: dict[str, "Recognizer"] = {}
+_recognizers: dict[tuple[str, str | None], "Recognizer"] = {}
 
 
-def _recognizer(model: str | os.PathLike | None) -> "Recognizer":
+def _recognizer(model: str | os.PathLike | None, detector: str | None) -> "Recognizer":
     from emopy.serving.recognizer import Recognizer
     from emopy.serving.shipped import resolve_model
 
-    path = str(resolve_model(model))
-    if path not in _recognizers:
-        _recognizers[path] = Recognizer.from_export(path)
-    return _recognizers[path]
+    key = (str(resolve_model(model)), detector)
+    if key not in _recognizers:
+        _recognizers[key] = Recognizer.from_export(key[0], detector=detector)
+    return _recognizers[key]
 
 
-def predict(source: "str | os.PathLike | bytes | np.ndarray", model: str | os.PathLike | None = None,
-            **video_options: Any) -> "pd.DataFrame":
+def predict(source: "str | os.PathLike | bytes | np.ndarray", model: str | os.PathLike | None = None, *,
+            detector: str | None = None, **video_options: Any) -> "pd.DataFrame":
     """The emotion of every face in a photo or video file (a path), encoded image bytes, or an RGB array
     (height x width x 3, uint8): the rows `emopy predict` writes, one per face (and frame), with the same columns.
 
     model: a shipped model's name (SHIPPED_MODELS; None: the default), or an `emopy export` folder (BASE or BASE/N).
+    detector: who finds the faces, as `emopy predict --detector` ("auto", "blazeface", "hog" or "cnn"); None: the
+      one the model's face spec records (`auto`: BlazeFace, then HOG on the image doubled, then dlib's CNN detector).
     video_options: for a video, as Recognizer.predict_video takes them (every=N, smoothing=...).
     """
-    recognizer = _recognizer(model)
+    recognizer = _recognizer(model, detector)
     if isinstance(source, (str, os.PathLike)):
         return recognizer.predict(source, **video_options)
     if video_options:

@@ -92,6 +92,19 @@ def test_predict_takes_arrays_and_bytes_and_returns_the_commands_columns():
         emopy.predict(photo.read_bytes(), every=2)
 
 
+def test_predict_takes_the_face_detector():
+    from skimage import data
+
+    astronaut = data.astronaut()
+    for detector in ("blazeface", "hog"):
+        rows = emopy.predict(astronaut, detector=detector)
+        assert len(rows) == 1, detector
+    # A blank photo has no face for any of them.
+    assert len(emopy.predict(np.full((240, 320, 3), 128, np.uint8), detector="blazeface")) == 0
+    with pytest.raises(ValueError, match="unknown face detector 'haar'"):
+        emopy.predict(astronaut, detector="haar")
+
+
 def test_predict_returns_the_rows_the_emopy_predict_command_writes(tmp_path):
     from emopy.pipeline import cli
 
