@@ -99,6 +99,10 @@ def test_photos_without_a_face_have_no_face_under_every_detector(detector):
     noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     for name, photo in [("coffee", data.coffee()), ("rocket", data.rocket()), ("cat", data.chelsea()),
                         ("blank", np.full((480, 640, 3), 128, np.uint8)), ("noise", noise)]:
+        if detector in ("cnn", "auto") and min(photo.shape[:2]) >= 400:
+            # The CNN detector runs on every one of them: at half size (still over 200 px, so no second look
+            # scaled up) it costs a quarter. BlazeFace's own false face, the coffee cup, is the blazeface case's.
+            photo = cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         assert faces.detect_faces(photo, detector=detector) == [], name
     assert faces.find_faces(np.zeros((240, 320), np.uint8), detector=detector) == []
 
