@@ -180,7 +180,8 @@ def main() -> None:
     print(f"same class as the crop, face by face: {np.mean([on_crop[n] == via_photo[n] for n in found]):.1%}")
     hog_found = [name for name in truth if name in by_hog]
     via_hog = {name: by_hog[name]["top_emotion"] for name in hog_found}
-    print(f"--detector hog, on the {len(hog_found)} faces it finds: crops as trained {accuracy(on_crop, hog_found):.4f}, "
+    print(f"--detector hog, on the {len(hog_found)} faces it finds: crops as trained "
+          f"{accuracy(on_crop, hog_found):.4f}, "
           f"through `emopy predict` {accuracy(via_hog, hog_found):.4f}; gap "
           f"{100 * (accuracy(on_crop, hog_found) - accuracy(via_hog, hog_found)):+.2f} points; auto on the same faces: "
           f"{accuracy(via_photo, [name for name in hog_found if name in via_photo]):.4f}")

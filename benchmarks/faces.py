@@ -7,8 +7,8 @@ Run: python benchmarks/faces.py [--repeats N] [--count N] [--data-dir DIR] [--ph
 1. The core: landmark fits, HOG detection and alignment on the sample photo shipped with emopy (no test extras
    needed). Single process, single thread.
 2. The detectors (blazeface, hog, cnn, auto): on photos built from real faces, the share of faces each finds,
-   against the faces any of them finds (target for auto: at least 95%), and ms per 640x480 photo. The faces are --count real
-   fer2013 validation faces (PublicTest, drawn at random) when fer2013 is built in --data-dir from
+   against the faces any of them finds (target for auto: at least 95%), and ms per 640x480 photo. The faces are
+   --count real fer2013 validation faces (PublicTest, drawn at random) when fer2013 is built in --data-dir from
    ../shared/data/fer2013, each scaled up 4x into a noisy 640x480 photo as it is ("easy") and made hard: turned
    35 degrees, the lower third covered, or half in shadow. Without the real data it says so and uses the astronaut
    and the sample photo, in the same five variants.

@@ -66,8 +66,11 @@ def _counting(monkeypatch, *names: str) -> dict[str, list]:
     calls = {name: [] for name in names}
     for name in names:
         real = getattr(detection, f"{name}_boxes")
-        monkeypatch.setattr(detection, f"{name}_boxes",
-                            lambda gray, *a, real=real, name=name, **k: calls[name].append(gray.shape) or real(gray, *a, **k))
+        def counted(gray, *args, real=real, name=name, **kwargs):
+            calls[name].append(gray.shape)
+            return real(gray, *args, **kwargs)
+
+        monkeypatch.setattr(detection, f"{name}_boxes", counted)
     return calls
 
 
