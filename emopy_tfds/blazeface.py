@@ -121,7 +121,7 @@ def letterbox(image: np.ndarray, input_size: int) -> tuple[np.ndarray, Letterbox
     method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_width, new_height), interpolation=method)
     if resized.ndim == 2:
-        resized = np.repeat(resized[:, :, None], 3, axis=2)
+        resized = resized[:, :, np.newaxis]  # one grey channel, broadcast over the input's three
     left, top = (input_size - new_width) // 2, (input_size - new_height) // 2
     tensor = np.zeros((1, input_size, input_size, 3), np.float32)
     tensor[0, top:top + new_height, left:left + new_width] = resized[:, :, :3] / np.float32(127.5) - 1

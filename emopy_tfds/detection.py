@@ -90,6 +90,12 @@ class Box(NamedTuple):
         return dlib.rectangle(self.x, self.y, self.x + self.w - 1, self.y + self.h - 1)
 
     @classmethod
+    def square(cls, centre_x: float, centre_y: float, side: float) -> "Box":
+        """The square of `side` centred on (centre_x, centre_y), in whole pixels."""
+        return cls(int(round(centre_x - side / 2)), int(round(centre_y - side / 2)), int(round(side)),
+                   int(round(side)))
+
+    @classmethod
     def from_dlib(cls, rect: dlib.rectangle) -> "Box":
         return cls(int(rect.left()), int(rect.top()), int(rect.width()), int(rect.height()))
 
@@ -205,18 +211,12 @@ def detect_near(gray: np.ndarray, seen: Sequence[Box], detector: str = DEFAULT_D
     return largest_first(found)
 
 
-def to_hog(centre_x: float, centre_y: float, side: float, mapping: dict[str, float]) -> Box:
-    """The HOG-style box around a face another detector framed by its centre and side (see CNN_TO_HOG)."""
-    centre_x, centre_y = centre_x + mapping["dx"] * side, centre_y + mapping["dy"] * side
-    mapped = mapping["scale"] * side
-    return Box(int(round(centre_x - mapped / 2)), int(round(centre_y - mapped / 2)), int(round(mapped)),
-               int(round(mapped)))
-
-
 def cnn_to_hog(rect: dlib.rectangle, scale: float = 1.0) -> Box:
     """A CNN detection (in an image shrunk by `scale`) as the HOG-style box around the same face."""
-    return to_hog((rect.left() + rect.right() + 1) / 2 / scale, (rect.top() + rect.bottom() + 1) / 2 / scale,
-                  (rect.width() + rect.height()) / 2 / scale, CNN_TO_HOG)
+    side = (rect.width() + rect.height()) / 2 / scale
+    centre_x = (rect.left() + rect.right() + 1) / 2 / scale + CNN_TO_HOG["dx"] * side
+    centre_y = (rect.top() + rect.bottom() + 1) / 2 / scale + CNN_TO_HOG["dy"] * side
+    return Box.square(centre_x, centre_y, CNN_TO_HOG["scale"] * side)
 
 
 def blazeface_to_hog(found: blazeface.Detection, mapping: dict[str, float] = BLAZEFACE_TO_HOG) -> Box:
@@ -225,7 +225,7 @@ def blazeface_to_hog(found: blazeface.Detection, mapping: dict[str, float] = BLA
     side = (mapping["eyes"] * np.linalg.norm(found.keypoints[1] - found.keypoints[0])
             + mapping["mouth"] * np.linalg.norm(mouth - eyes))
     centre_x, centre_y = eyes + mapping["centre"] * (mouth - eyes)
-    return Box(int(round(centre_x - side / 2)), int(round(centre_y - side / 2)), int(round(side)), int(round(side)))
+    return Box.square(centre_x, centre_y, side)
 
 
 def roll_degrees(found: blazeface.Detection) -> float:
