@@ -200,6 +200,16 @@ def test_the_cli_flag_chooses_the_detector_for_landmarks_and_predict(covered, tm
     assert _emopy("predict", str(path), "--detector", "haar").returncode == 2
 
 
+@pytest.mark.parametrize("argv", [["predict", "photo.jpg"], ["predict", "--beam", "", "photo.jpg", "--output", "out"],
+                                  ["landmarks", "photo.jpg"], ["evaluate", "--photos", "photos", "--labels", "l.csv"],
+                                  ["build", "ck_plus", "--manual-dir", "ck"]], ids=lambda argv: " ".join(argv[:2]))
+def test_every_command_that_finds_faces_takes_each_detector(argv):
+    from emopy.pipeline import cli
+
+    for detector in faces.DETECTORS:
+        assert cli._parser().parse_args([*argv, "--detector", detector]).detector == detector
+
+
 class FrameList:
     """A capture (read/get/release, as cv2.VideoCapture) over frames held in memory."""
 
