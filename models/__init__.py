@@ -95,22 +95,38 @@ def inputs(spec: InputSpec) -> dict[str, keras.Input]:
             for name, shape in input_shapes(spec).items()}
 
 
+# Hyper-parameters an architecture's build may take besides its input and classes: `width` multiplies every
+# layer's filters and units (1.0 is the architecture as described), `dropout` replaces its dropout rate. Each
+# architecture names those it takes (Architecture.hyperparameters); `emopy train --width/--dropout` and `emopy tune`
+# read them there.
+HYPERPARAMETERS = ("width", "dropout")
+
+
+def scaled_units(units: int, width: float) -> int:
+    """A layer's `units` (filters or units) at `width` times the described size, at least 4."""
+    return max(4, round(units * width))
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    module: str  # models.<module> holds build(input_spec, num_classes, output_activation) -> keras.Model
+    module: str  # models.<module> holds build(input_spec, num_classes, output_activation, **hyperparameters)
     input_kind: str
     description: str
+    hyperparameters: tuple[str, ...] = ()
 
 
 ARCHITECTURES = {
-    "cnn": Architecture("cnn", "image", "the original Emopy image CNN, without its 33M-parameter dense layer"),
+    "cnn": Architecture("cnn", "image", "the original Emopy image CNN, without its 33M-parameter dense layer",
+                        HYPERPARAMETERS),
     "landmarks": Architecture("landmarks", "landmarks", "the original Emopy dlib-landmark network"),
     "multi_input": Architecture("multi_input", "image_landmarks", "image CNN and landmark branches, joined"),
     "landmark_lstm": Architecture("landmark_lstm", "landmark_sequence", "LSTM over landmark sequences"),
     "image_lstm": Architecture("image_lstm", "image_sequence", "TimeDistributed CNN + LSTM over frames"),
     "capsnet": Architecture("capsnet", "image", "capsule network: dynamic routing, margin loss"),
-    "vgg": Architecture("vgg", "image", "VGG-style with batch norm (Khaireddin & Chen 2021, 73.28% fer2013)"),
-    "vgg_small": Architecture("vgg_small", "image", "VGG-style with batch norm, sized to train on CPUs"),
+    "vgg": Architecture("vgg", "image", "VGG-style with batch norm (Khaireddin & Chen 2021, 73.28% fer2013)",
+                        HYPERPARAMETERS),
+    "vgg_small": Architecture("vgg_small", "image", "VGG-style with batch norm, sized to train on CPUs",
+                              HYPERPARAMETERS),
 }
 
 
@@ -125,13 +141,32 @@ def _module(name: str):
     return importlib.import_module(f"emopy.models.{architecture(name).module}")
 
 
-def build(name: str, input_spec: InputSpec, num_classes: int, *, multi_label: bool = False) -> keras.Model:
+def check_hyperparameters(name: str, width: float = 1.0, dropout: float | None = None) -> None:
+    """Refuses a width or dropout the named architecture does not take, or out of range."""
+    taken = architecture(name).hyperparameters
+    for key, value, default in (("width", width, 1.0), ("dropout", dropout, None)):
+        if value != default and key not in taken:
+            raise ValueError(f"model {name!r} takes no {key}; those that do: "
+                             f"{', '.join(n for n, a in ARCHITECTURES.items() if key in a.hyperparameters)}")
+    if not 0.125 <= width <= 4:
+        raise ValueError(f"width {width} is outside 0.125-4 (1.0 is the architecture as described)")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"dropout {dropout} is outside [0, 1)")
+
+
+def build(name: str, input_spec: InputSpec, num_classes: int, *, multi_label: bool = False, width: float = 1.0,
+          dropout: float | None = None) -> keras.Model:
     """The named architecture for `input_spec`, with `num_classes` outputs: probabilities over classes
-    (softmax), or with `multi_label` one independent probability per class (sigmoid), e.g. FACS AUs."""
+    (softmax), or with `multi_label` one independent probability per class (sigmoid), e.g. FACS AUs. `width`
+    and `dropout` (None: the architecture's own) go to architectures that take them (check_hyperparameters)."""
     expected = architecture(name).input_kind
     if input_spec.kind != expected:
         raise ValueError(f"model {name!r} takes {expected!r} inputs, not {input_spec.kind!r}")
-    return _module(name).build(input_spec, num_classes, output_activation="sigmoid" if multi_label else "softmax")
+    check_hyperparameters(name, width, dropout)
+    chosen = {key: value for key, value in (("width", width), ("dropout", dropout))
+              if key in architecture(name).hyperparameters and value is not None}
+    return _module(name).build(input_spec, num_classes, output_activation="sigmoid" if multi_label else "softmax",
+                               **chosen)
 
 
 def loss(name: str, *, multi_label: bool = False, soft_targets: bool = False) -> keras.losses.Loss | str:

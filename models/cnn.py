@@ -12,21 +12,25 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing, scaled_units
 
 FILTERS = (32, 64, 128)
 # Rows of the face (brows, eyes, mouth) stay apart on a 3x3 grid, which global pooling would merge.
 GRID = 3
+DENSE_UNITS = 128
+DROPOUT = 0.2
 
 
-def features(image, dropout: float = 0.2):
-    """The conv blocks and the 128-unit dense layer, applied to scaled pixels [B, S, S, C]; returns [B, 128].
+def features(image, dropout: float = DROPOUT, width: float = 1.0):
+    """The conv blocks and the dense layer (128 units at width 1), applied to scaled pixels [B, S, S, C];
+    returns [B, units].
 
     Shared with `multi_input` and, per frame, with `image_lstm`.
     """
     x = image
     for filters in FILTERS:
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer="glorot_normal")(x)
+        x = layers.Conv2D(scaled_units(filters, width), 3, padding="same", activation="relu",
+                          kernel_initializer="glorot_normal")(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(dropout)(x)
     side = x.shape[1]
@@ -34,14 +38,16 @@ def features(image, dropout: float = 0.2):
         # Average rather than max: this pooling summarises a region, the earlier ones pick local features.
         x = layers.AveragePooling2D(pool_size=side // GRID)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dense(scaled_units(DENSE_UNITS, width), activation="relu")(x)
     return layers.Dropout(dropout)(x)
 
 
-def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
-    """The image CNN for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities."""
+def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax", width: float = 1.0,
+          dropout: float = DROPOUT) -> keras.Model:
+    """The image CNN for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities; `width`
+    scales every layer's filters and units."""
     model_inputs = inputs(input_spec)
-    x = features(preprocessing.scaled_pixels(model_inputs["image"]))
+    x = features(preprocessing.scaled_pixels(model_inputs["image"]), dropout=dropout, width=width)
     logits = layers.Dense(num_classes, name="logits")(x)
     # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
     outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)

@@ -37,7 +37,7 @@ import types
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing, scaled_units
 
 STAGES = (64, 128, 256, 512)
 FC_UNITS = 1024
@@ -66,18 +66,20 @@ def conv_block(x, filters: int):
     return layers.ReLU()(x)
 
 
-def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
-    """The VGG-style network for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities."""
+def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax", width: float = 1.0,
+          dropout: float = DROPOUT) -> keras.Model:
+    """The VGG-style network for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities;
+    `width` scales every layer's filters and units."""
     model_inputs = inputs(input_spec)
     x = preprocessing.scaled_pixels(model_inputs["image"])
     for filters in STAGES:
-        x = conv_block(x, filters)
-        x = conv_block(x, filters)
+        x = conv_block(x, scaled_units(filters, width))
+        x = conv_block(x, scaled_units(filters, width))
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     for _ in range(2):
-        x = layers.Dense(FC_UNITS, activation="relu")(x)
-        x = layers.Dropout(DROPOUT)(x)
+        x = layers.Dense(scaled_units(FC_UNITS, width), activation="relu")(x)
+        x = layers.Dropout(dropout)(x)
     logits = layers.Dense(num_classes, name="logits")(x)
     # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
     outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, preprocessing, scaled_units
 from emopy.models.vgg import conv_block
 
 STAGES = (24, 48, 96, 192)
@@ -30,19 +30,21 @@ DROPOUT = 0.4
 RECIPE = {"optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "cosine", "class_weight_power": 0.5}
 
 
-def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
-    """The small VGG for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities."""
+def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax", width: float = 1.0,
+          dropout: float = DROPOUT) -> keras.Model:
+    """The small VGG for `input_spec` (kind "image"), ending in `num_classes` float32 probabilities; `width`
+    scales every layer's filters and units."""
     model_inputs = inputs(input_spec)
     x = preprocessing.scaled_pixels(model_inputs["image"])
     for stage, filters in enumerate(STAGES):
-        x = conv_block(x, filters)
+        x = conv_block(x, scaled_units(filters, width))
         if stage:
-            x = conv_block(x, filters)
+            x = conv_block(x, scaled_units(filters, width))
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
-    x = layers.Dropout(DROPOUT)(x)
-    x = layers.Dense(DENSE_UNITS, activation="relu")(x)
-    x = layers.Dropout(DROPOUT)(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(scaled_units(DENSE_UNITS, width), activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
     logits = layers.Dense(num_classes, name="logits")(x)
     # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
     outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)

@@ -92,6 +92,29 @@ def _parser() -> argparse.ArgumentParser:
                        help="start over: remove the files an earlier run wrote in --out (without it, a finished run "
                             "is left as it is and an interrupted one resumes)")
 
+    tune = commands.add_parser("tune", help="search architectures and training settings (Optuna); each trial a run")
+    tune.add_argument("--dataset", required=True, metavar="NAME", help="as emopy train --dataset")
+    tune.add_argument("--data-dir", default=train_config.DEFAULT_DATA_DIR, metavar="DIR",
+                      help="where TFDS datasets live")
+    tune.add_argument("--models", default="vgg_small,cnn", metavar="A,B",
+                      help="architectures to search, comma-separated (default: vgg_small,cnn)")
+    tune.add_argument("--trials", type=int, default=12, metavar="N",
+                      help="finished trials the study should have, counting every worker's (default: 12)")
+    tune.add_argument("--epochs", type=int, default=10, metavar="N", help="epochs per trial (default: 10)")
+    tune.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds")
+    tune.add_argument("--study", default="emopy", metavar="NAME", help="the study's name in --storage")
+    tune.add_argument("--storage", metavar="URL", help="the study's database, an SQLAlchemy URL (default: "
+                      "sqlite:///OUT/study.db; postgresql://... lets workers on many machines share one study)")
+    tune.add_argument("--out", required=True, metavar="DIR", help="the study's folder: OUT/trial-NNNN run directories")
+
+    studio = commands.add_parser("studio", help="a web app: try models on photos and the webcam, train, tune, compare")
+    studio.add_argument("--runs", default="emopy-runs", metavar="DIR",
+                        help="the folder of runs, studies and exports it shows and writes (default: emopy-runs)")
+    studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    studio.add_argument("--port", type=int, default=7860, help="port (default: 7860; 0: any free port)")
+    studio.add_argument("--data-dir", default=train_config.DEFAULT_DATA_DIR, metavar="DIR",
+                        help="where the training form looks for built datasets")
+
     evaluate = commands.add_parser("evaluate",
                                    help="accuracy, per-class scores and confusion matrix of a run, an export, or "
                                         "the photo pipeline on labelled photos")
@@ -275,6 +298,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = train_config.from_args(args)
         return _report_errors(lambda: cross_validate.run(config, args.cv, overwrite=args.overwrite) if args.cv
                               else train.run(config, overwrite=args.overwrite))
+    if args.command == "tune":
+        from emopy.pipeline import tune  # TensorFlow, Optuna
+
+        base = train_config.TrainConfig(dataset=args.dataset, model="cnn", out=args.out, data_dir=args.data_dir,
+                                        epochs=args.epochs)
+        return _report_errors(lambda: tune.run(base, [name for name in args.models.split(",") if name], args.trials,
+                                               timeout=args.timeout, study_name=args.study, storage=args.storage))
+    if args.command == "studio":
+        from emopy.studio import app  # TensorFlow, Gradio
+
+        return _report_errors(lambda: app.serve(args.runs, host=args.host, port=args.port, data_dir=args.data_dir))
     if args.command == "evaluate":
         from emopy.pipeline import evaluate, evaluate_photos  # TensorFlow
 

@@ -26,16 +26,19 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
 from emopy import models
 from emopy.pipeline import data
+from emopy.pipeline import train_config
 from emopy.pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
 from emopy.pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
-                              LABELS_FILE, MODEL_FILE, RunDir, how_it_ended, read_history, remove_training_files,
+                              LABELS_FILE, MODEL_FILE, PROGRESS_FILE, RunDir, how_it_ended, read_history, remove_training_files,
                               write_json)
 from emopy.pipeline.augment import NAMED as AUGMENTATIONS
 
@@ -47,7 +50,7 @@ RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "
                          "plateau_monitor", "plateau_mode", "plateau_factor", "plateau_patience",
                          "class_weight_power"})
 # lr_schedule: "plateau" (the default: reduce on plateau, plateau_* keys) or "cosine" (to zero over --epochs).
-LR_SCHEDULES = ("plateau", "cosine")
+LR_SCHEDULES = train_config.LR_SCHEDULES
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -114,8 +117,8 @@ def _mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    recipe = models.recipe(config.model)
-    learning_rate = config.learning_rate or recipe["learning_rate"]
+    recipe = config.recipe
+    learning_rate = recipe["learning_rate"]
     if recipe.get("lr_schedule", "plateau") == "cosine":
         # Resumed runs restore the optimizer's step count, so the schedule continues where it stopped.
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.epochs * steps_per_epoch)
@@ -170,6 +173,34 @@ def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Pa
     return callbacks
 
 
+class ProgressFile(keras.callbacks.Callback):
+    """Writes where training is (PROGRESS_FILE: epoch, step, steps per epoch, epochs, seconds so far) at most
+    every `every` seconds, and at each epoch's end, so that another process (the studio) can show a progress bar
+    and the time left without parsing Keras's console."""
+
+    def __init__(self, path: Path, epochs: int, steps: int, every: float = 1.0):
+        super().__init__()
+        self.path, self.epochs, self.steps, self.every = path, epochs, steps, every
+        self.epoch, self.started, self.written = 0, time.monotonic(), 0.0
+
+    def _write(self, step: int) -> None:
+        self.written = time.monotonic()
+        write_json(self.path, {"epoch": self.epoch, "step": step, "steps": self.steps, "epochs": self.epochs,
+                               "seconds": round(self.written - self.started, 3), "pid": os.getpid()})
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+        self._write(0)
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if time.monotonic() - self.written >= self.every:
+            self._write(batch + 1)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch + 1
+        self._write(0)
+
+
 def _metrics(config: TrainConfig) -> list:
     if config.task == "facs":
         return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc", multi_label=True)]
@@ -186,7 +217,10 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
     if not existing.exists():
         return
     before = json.loads(existing.read_text())["train"]
-    changed = sorted(key for key in record if key not in ("epochs", "out") and before.get(key) != record[key])
+    # Settings added since the run was made were at their defaults then.
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    changed = sorted(key for key in record
+                     if key not in ("epochs", "out") and before.get(key, defaults.get(key)) != record[key])
     if changed:
         raise ValueError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
                          f"use a new --out, or add --overwrite to start over there")
@@ -206,7 +240,7 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> dict | None:
                              f"; older emopy versions removed it), so --epochs {config.epochs} cannot continue it; "
                              f"add --overwrite to start over there, or use a new --out")
         return None
-    how = (f"stopped early after {trained} of {asked} epochs: no better {best_monitor(models.recipe(config.model))} "
+    how = (f"stopped early after {trained} of {asked} epochs: no better {best_monitor(config.recipe)} "
            f"for --patience {config.patience} epochs" if ended["stopped_early"] else f"{trained} of {asked} epochs trained")
     print(f"{run_dir} holds a finished run ({how}); it is left as it is. To train it further, rerun with --epochs "
           f"above {asked}: it continues after epoch {trained}. To start over, add --overwrite.")
@@ -214,11 +248,14 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> dict | None:
     return {**opened.record, "history": opened.history()}
 
 
-def run(config: TrainConfig, overwrite: bool = False) -> dict:
+def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains one run; returns its record (what config.json holds, plus the history). A finished run in
-    config.out is returned as it is unless more epochs are asked; `overwrite` removes its files and starts over."""
+    config.out is returned as it is unless more epochs are asked; `overwrite` removes its files and starts over.
+    `callbacks` join the run's own (emopy tune's pruning); one that stops training by raising leaves the run as
+    an interrupted one, which the same command resumes."""
     data_config, spec = config.data_config, config.input_spec
     data.input_kind_check(data_config, spec)  # before anything is written
+    models.check_hyperparameters(config.model, config.width, config.dropout)
     run_dir = Path(config.out).expanduser()
     if not overwrite:
         _check_same_run(run_dir, dataclasses.asdict(config))
@@ -236,7 +273,7 @@ def run(config: TrainConfig, overwrite: bool = False) -> dict:
 
     class_names = data.class_names(data_config)
     counts = {split: data.label_counts(data_config, split) for split in ("train", "validation")}
-    recipe = models.recipe(config.model)
+    recipe = config.recipe
     class_weights = (data.balanced_class_weights(counts["train"], recipe.get("class_weight_power", 1.0))
                      if config.class_weights and config.task == "emotion" else None)
     replicas = strategy.num_replicas_in_sync
@@ -275,7 +312,8 @@ def run(config: TrainConfig, overwrite: bool = False) -> dict:
     validation = data.batches(data_config, "validation", spec, batch_size=global_batch)
 
     with strategy.scope():
-        model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs")
+        model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs",
+                             width=config.width, dropout=config.dropout)
         steps_per_epoch = max(1, sum(counts["train"]["classes"].values()) // global_batch)
         model.compile(optimizer=_optimizer(config, steps_per_epoch),
                       loss=models.loss(config.model, multi_label=config.task == "facs",
@@ -287,7 +325,9 @@ def run(config: TrainConfig, overwrite: bool = False) -> dict:
     monitor = best_monitor(recipe)
     earlier = read_history(run_dir).get(monitor) if (run_dir / f"{BEST_WEIGHTS}.index").exists() else None
     best_so_far = (max(earlier) if monitor == "val_accuracy" else min(earlier)) if earlier else None
-    callbacks = training_callbacks(recipe, config.patience, run_dir, write_dir, chief, best_so_far)
+    callbacks = [*training_callbacks(recipe, config.patience, run_dir, write_dir, chief, best_so_far), *callbacks]
+    if chief:
+        callbacks.append(ProgressFile(run_dir / PROGRESS_FILE, config.epochs, steps_per_epoch))
     log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,
              strategy_name(strategy), global_batch, record["mixed_precision"])
     model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,

@@ -20,6 +20,8 @@ TARGETS = ("majority", "votes")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 # pipeline.augment.NAMED's recipes (that module imports TensorFlow, which building the command line must not).
 AUGMENTATIONS = ("standard", "photo", "tight")
+# pipeline.train.LR_SCHEDULES (that module imports TensorFlow; tests check the two agree).
+LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
@@ -54,6 +56,14 @@ class TrainConfig:
         "tf.distribute strategy (auto: multi-worker when TF_CONFIG names several workers, else mirrored on several "
         "GPUs, else one device)", choices=STRATEGIES))
     epochs: int = dataclasses.field(default=30, metadata=_flag("epochs to train", type=int))
+    width: float = dataclasses.field(default=1.0, metadata=_flag(
+        "multiply every layer's filters and units (cnn, vgg, vgg_small; 1.0: the architecture as described)",
+        type=float, metavar="W"))
+    dropout: float | None = dataclasses.field(default=None, metadata=_flag(
+        "dropout rate (cnn, vgg, vgg_small; default: the architecture's own)", type=float, metavar="P"))
+    lr_schedule: str | None = dataclasses.field(default=None, metadata=_flag(
+        "plateau: halve the learning rate when validation stalls, stop early after --patience; cosine: to zero "
+        "over --epochs, every epoch run (default: the model's recipe)", choices=LR_SCHEDULES))
     batch_size: int = dataclasses.field(default=64, metadata=_flag(
         "per replica; the global batch is N x replicas", type=int, metavar="N"))
     learning_rate: float | None = dataclasses.field(default=None, metadata=_flag(
@@ -95,6 +105,19 @@ class TrainConfig:
 
         return models.InputSpec(kind=models.architecture(self.model).input_kind, image_size=self.image_size,
                                 sequence_length=self.sequence_length)
+
+    @property
+    def recipe(self) -> dict:
+        """How this run trains: the model's recipe (models.recipe), with this run's learning rate and schedule
+        where it sets them."""
+        from emopy import models
+
+        recipe = models.recipe(self.model)
+        if self.learning_rate:
+            recipe["learning_rate"] = self.learning_rate
+        if self.lr_schedule:
+            recipe["lr_schedule"] = self.lr_schedule
+        return recipe
 
 
 def _flagged_fields() -> list[dataclasses.Field]:
