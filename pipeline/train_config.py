@@ -124,6 +124,32 @@ def _flagged_fields() -> list[dataclasses.Field]:
     return [field for field in dataclasses.fields(TrainConfig) if "help" in field.metadata]
 
 
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One `emopy train` flag as a form shows it: its field name, flag, help, default, choices (None: free) and
+    type ("str", "int", "float", "bool")."""
+
+    name: str
+    flag: str
+    help: str
+    default: Any
+    choices: tuple | None
+    type: str
+    required: bool
+
+
+def settings() -> list[Setting]:
+    """`emopy train`'s flags, in --help's order, for forms built from the same registry (emopy studio)."""
+    found = []
+    for field in _flagged_fields():
+        kind = field.type.replace(" | None", "")
+        found.append(Setting(field.name, field.metadata.get("flag", "--" + field.name.replace("_", "-")),
+                             field.metadata["help"], None if field.default is dataclasses.MISSING else field.default,
+                             tuple(field.metadata["choices"]) if "choices" in field.metadata else None, kind,
+                             field.default is dataclasses.MISSING))
+    return found
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`emopy train`'s flags, one per TrainConfig field that has help: --dataset, --model and --out required;
     a True boolean becomes a --no-... switch."""

@@ -45,7 +45,7 @@ BATCH_SIZES = (32, 64, 128)
 # "none" is TrainConfig(augment=False).
 AUGMENTATION_CHOICES = ("none", *AUGMENTATIONS)
 # Seconds between a worker's heartbeats; a trial not heard of for GRACE seconds is counted failed and retried.
-HEARTBEAT, GRACE = 10, 30
+HEARTBEAT, GRACE = 5, 20
 
 
 def search_space(dataset: str, models_searched: Sequence[str]) -> dict[str, Any]:

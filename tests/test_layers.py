@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("emopy", "emopy_tfds", "pipeline", "models", "serving")
+PACKAGES = ("emopy", "emopy_tfds", "pipeline", "models", "serving", "studio")
 # Installed import name -> the repository folder that pyproject's package-dir maps to it.
-MAPPED = {"models": "models", "pipeline": "pipeline", "serving": "serving"}
+MAPPED = {"models": "models", "pipeline": "pipeline", "serving": "serving", "studio": "studio"}
 MAX_MODULE_LINES = 450
 
 

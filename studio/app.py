@@ -1,0 +1,438 @@
+"""`emopy studio`: the Gradio app, three pages (Try, Train and tune, Compare) over one folder of runs.
+
+Gradio serves its own pages and scripts from the installed package; the theme uses the system's fonts, so the
+page loads nothing from the network. Every path the pages take is a name inside --runs (runs.RunsFolder),
+every process is started without a shell (jobs.Jobs), and every form value is checked against the registries
+(forms). An error in a handler shows on the page; the studio keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: before Gradio reads it
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from emopy import models  # noqa: E402
+from emopy.pipeline import tune  # noqa: E402
+from emopy.studio import forms, runs  # noqa: E402
+from emopy.studio.jobs import Jobs  # noqa: E402
+from emopy.studio.try_models import TryModels, face_bars, model_choices  # noqa: E402
+
+# Uploads larger than this are refused by Gradio before emopy reads them; the pixel limit is checked after.
+MAX_UPLOAD = "25mb"
+CSS = """
+.emopy-face h4 { margin: 0.4em 0; }
+.emopy-bar { display: flex; align-items: center; gap: 0.5em; font-size: 0.9em; }
+.emopy-class { width: 6em; }
+.emopy-track { flex: 1; background: #e5e7eb; height: 0.8em; border-radius: 0.4em; overflow: hidden; }
+.emopy-fill { display: block; height: 100%; background: #f97316; }
+.emopy-value { width: 3em; text-align: right; }
+.emopy-progress { background: #e5e7eb; height: 1em; border-radius: 0.5em; overflow: hidden; }
+.emopy-progress span { display: block; height: 100%; background: #22c55e; }
+"""
+CURVE_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")
+
+
+def _theme() -> gr.themes.Base:
+    # The default theme's fonts come from Google Fonts; the system's keep the page working with no network.
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
+
+
+class Studio:
+    """The app's state: its folder, its processes, its models, and the dashboards it started."""
+
+    def __init__(self, root: str | os.PathLike, host: str, data_dir: str):
+        self.folder = runs.RunsFolder.at(root)
+        self.host = host
+        self.data_dir = data_dir
+        self.jobs = Jobs()
+        self.models = TryModels(self.folder)
+        self.dashboards: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # --- Try ---
+
+    def try_photo(self, path: str | None, choice: str):
+        if not path:
+            return None, "", ""
+        started = time.perf_counter()
+        try:
+            picture, table = self.models.answer(path, choice)
+        except ValueError as error:  # faces.ImageError included: unreadable, or over the pixel limit
+            raise gr.Error(str(error), print_exception=False) from None
+        seconds = time.perf_counter() - started
+        bars = face_bars(table, self.models.recognizer(choice).classes)
+        return picture, bars, f"{len(table)} face(s) in {seconds * 1000:.0f} ms"
+
+    def try_frame(self, frame: Any, choice: str):
+        if frame is None:
+            return None, ""
+        picture, table = self.models.answer(frame, choice)
+        return picture, face_bars(table, self.models.recognizer(choice).classes)
+
+    # --- Train and tune ---
+
+    def start_run(self, name: str, *values: Any):
+        settings = dict(zip([setting.name for setting in forms.form_settings()], values))
+        try:
+            arguments = forms.train_arguments(settings, self.folder, name, self.data_dir)
+            self.jobs.start(self.folder.resolve(name), arguments)
+        except ValueError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return gr.update(choices=self.watchable(), value=name), f"Started {name}."
+
+    def start_study(self, name: str, dataset: str, searched: list[str], trials: Any, epochs: Any):
+        try:
+            arguments = forms.tune_arguments(name, dataset, searched, trials, epochs, self.folder, self.data_dir)
+            self.jobs.start(self.folder.resolve(name), arguments)
+        except ValueError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return gr.update(choices=self.watchable(), value=name), f"Started study {name}."
+
+    def stop(self, name: str):
+        try:
+            stopped = bool(name) and self.jobs.stop(self.folder.resolve(name))
+        except ValueError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return f"Stopped {name}: start it again from the form to resume." if stopped else f"{name} is not running."
+
+    def watchable(self) -> list[str]:
+        names = {self.folder.name_of(path) for path in self.folder.run_paths()}
+        names |= {self.folder.name_of(path) for path in self.folder.study_paths()}
+        names |= {self.folder.name_of(path.parent) for path in self.folder.root.glob(f"*/{runs.LOG_FILE}")}
+        return sorted(names)
+
+    def watch(self, name: str | None):
+        """The watched run's (or study's) state, progress bar, curves and log."""
+        if not name:
+            return "", pd.DataFrame(columns=["epoch", "value", "metric"]), ""
+        try:
+            path = self.folder.resolve(name)
+        except ValueError as error:
+            return f"<p>{error}</p>", pd.DataFrame(columns=["epoch", "value", "metric"]), ""
+        trial_paths = sorted(path.glob("trial-*")) if (path / tune.STUDY_FILE).exists() else []
+        if trial_paths:  # a study: the state of its trials, the newest one's curves
+            state = "running" if self.jobs.running(path) else _exit_state(path)
+            shown = trial_paths[-1]
+            header = f"<p><b>{name}</b>: study {state}, {len(trial_paths)} trial(s); curves of {shown.name}</p>"
+        else:
+            state = "running" if self.jobs.running(path) else runs.run_state(path)
+            shown = path
+            header = f"<p><b>{name}</b>: <span class=\"emopy-state\">{state}</span></p>"
+        progress = runs.progress(shown)
+        bar = (f'<div class="emopy-progress"><span style="width:{progress["fraction"] * 100:.0f}%"></span></div>'
+               f'<p class="emopy-progress-text">{progress["text"]}</p>')
+        curves = runs.history_frame(self.folder, [shown])
+        curves = curves[curves["metric"].isin(["loss", "accuracy", "val_loss", "val_accuracy"])]
+        log = runs.log_tail(path, 25)
+        if state == "failed":
+            header += f'<pre class="emopy-error">{_escape(runs.log_tail(path, 8))}</pre>'
+        return header + bar, curves[["epoch", "value", "metric"]], log
+
+    def load_settings(self, name: str):
+        """The form's values from a run's config.json: the same form resumes it, or varies it under a new name."""
+        try:
+            record = runs.RunDir.open(self.folder.resolve(name))
+        except (OSError, ValueError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        values = forms.values_of_run(record.settings)
+        return [name, *[values[setting.name] for setting in forms.form_settings()]]
+
+    # --- Compare ---
+
+    def compare_table(self, text: str, sort_by: str, descending: bool) -> pd.DataFrame:
+        table = runs.runs_table(self.folder)
+        if text:
+            mask = table.astype(str).apply(lambda column: column.str.contains(text, case=False, regex=False))
+            table = table[mask.any(axis=1)]
+        if sort_by in table.columns:
+            table = table.sort_values(sort_by, ascending=not descending, na_position="last")
+        return table
+
+    def compare_curves(self, selected: list[str], metric: str):
+        paths = []
+        for name in selected or []:
+            try:
+                paths.append(self.folder.resolve(name))
+            except ValueError:
+                continue
+        curves = runs.history_frame(self.folder, paths)
+        return curves[curves["metric"] == metric][["epoch", "value", "run"]]
+
+    def confusions(self, selected: list[str]) -> list[tuple[str, str]]:
+        shown = []
+        for name in selected or []:
+            for image in runs.confusion_images(self.folder.resolve(name)):
+                shown.append((str(image), f"{name}: {image.stem}"))
+        return shown
+
+    def evaluate(self, selected: list[str]) -> str:
+        started = []
+        for name in selected or []:
+            path = self.folder.resolve(name)
+            if runs.run_state(path) != "finished":
+                raise gr.Error(f"{name} is not a finished run", print_exception=False)
+            self.jobs.start(path, ["evaluate", "--run", str(path), "--split", "validation"])
+            started.append(name)
+        return f"Evaluating {', '.join(started)} on its validation split: refresh for its confusion matrix."
+
+    def export(self, selected: list[str]) -> str:
+        if not selected or len(selected) != 1:
+            raise gr.Error("choose one run to export", print_exception=False)
+        name = selected[0]
+        path = self.folder.resolve(name)
+        if runs.run_state(path) != "finished":
+            raise gr.Error(f"{name} is not a finished run", print_exception=False)
+        base = self.folder.resolve(f"{runs.EXPORTS}/{name.replace('/', '-')}")
+        self.jobs.start(path, ["export", "--run", str(path), "--model-base-path", str(base)])
+        return (f"Exporting {name} to {base}: the Try page offers it once written. Serve it with "
+                f"`emopy serve --model-base-path {base}`.")
+
+    def study_view(self, name: str | None):
+        if not name:
+            return pd.DataFrame(), pd.DataFrame(columns=["setting", "importance"])
+        path = self.folder.resolve(name)
+        study = tune.open_study(name_of_study(path), tune.default_storage(path))
+        trials = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+        try:
+            import optuna
+
+            importance = optuna.importance.get_param_importances(study)
+        except (ValueError, RuntimeError):  # too few complete trials to tell
+            importance = {}
+        frame = pd.DataFrame({"setting": list(importance), "importance": list(importance.values())})
+        return trials, frame
+
+    def dashboards_html(self) -> str:
+        links = [f'<a href="{url}" target="_blank" id="link-{kind}">{kind}</a>' for kind, url in self.dashboards.items()]
+        return "Open: " + " · ".join(links) if links else "No dashboard started yet."
+
+    def start_tensorboard(self) -> str:
+        with self._lock:
+            if "TensorBoard" not in self.dashboards:
+                from tensorboard import program
+
+                board = program.TensorBoard()
+                board.configure(argv=[None, "--logdir", str(self.folder.root), "--host", self.host, "--port",
+                                      str(free_port(self.host))])
+                self.dashboards["TensorBoard"] = board.launch()
+        return self.dashboards_html()
+
+    def start_study_dashboard(self, name: str | None) -> str:
+        if not name:
+            raise gr.Error("choose a study", print_exception=False)
+        path = self.folder.resolve(name)
+        kind = f"optuna-dashboard {name}"
+        with self._lock:
+            if kind not in self.dashboards:
+                import optuna_dashboard
+
+                port = free_port(self.host)
+                storage = tune.default_storage(path)
+                threading.Thread(target=optuna_dashboard.run_server, args=(storage,),
+                                 kwargs={"host": self.host, "port": port}, daemon=True).start()
+                self.dashboards[kind] = f"http://{self.host}:{port}/"
+        return self.dashboards_html()
+
+
+def name_of_study(path: Path) -> str:
+    """The study's name in its folder's database: the folder's study.json says; the studio names studies after
+    their folder."""
+    import json
+
+    record = path / "study.json"
+    if record.exists():
+        return json.loads(record.read_text()).get("name", path.name)
+    return path.name
+
+
+def _exit_state(path: Path) -> str:
+    import json
+
+    record = path / runs.EXIT_FILE
+    if not record.exists():
+        return "not started here"
+    ended = json.loads(record.read_text())
+    return "finished" if ended["returncode"] == 0 else ("stopped" if ended.get("stopped") else "failed")
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _field(setting: forms.Setting) -> gr.components.Component:
+    """The form's input for one `emopy train` flag: its choices as a dropdown ("default" where the flag may be
+    left out), a checkbox for a switch, a number, or a text box where blank means the default."""
+    elem_id = f"field-{setting.name}"
+    if setting.type == "bool":
+        return gr.Checkbox(value=setting.default, label=f"{setting.name} (unchecked: {setting.flag})",
+                           info=setting.help, elem_id=elem_id)
+    if setting.choices is not None:
+        choices = [(str(choice), choice) for choice in setting.choices]
+        if not setting.required and setting.default is None:
+            choices.insert(0, ("default", ""))
+        value = setting.default if setting.default is not None else ("" if not setting.required else choices[0][1])
+        return gr.Dropdown(choices=choices, value=value, label=setting.flag, info=setting.help, elem_id=elem_id)
+    if setting.type in ("int", "float") and setting.default is not None:
+        return gr.Number(value=setting.default, label=setting.flag, info=setting.help,
+                         precision=0 if setting.type == "int" else None, elem_id=elem_id)
+    return gr.Textbox(value="" if setting.default is None else str(setting.default), label=setting.flag,
+                      info=setting.help, placeholder="default" if setting.default is None else None, elem_id=elem_id)
+
+
+def build(studio: Studio) -> gr.Blocks:
+    """The three pages."""
+    settings = forms.form_settings()
+    with gr.Blocks(title="emopy studio", analytics_enabled=False) as app:
+        gr.Markdown(f"# emopy studio\nRuns, studies and exports in `{studio.folder.root}`.")
+        with gr.Tabs():
+            with gr.Tab("Try", id="try"):
+                with gr.Row():
+                    with gr.Column():
+                        choices = model_choices(studio.folder)
+                        model = gr.Dropdown(choices=choices, value=choices[0], label="Model", elem_id="try-model")
+                        photo = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="try-photo")
+                        webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
+                                          elem_id="try-webcam")
+                    with gr.Column():
+                        picture = gr.Image(label="Faces", type="numpy", interactive=False, format="jpeg",
+                                           elem_id="try-picture")
+                        timing = gr.Markdown(elem_id="try-timing")
+                        bars = gr.HTML(elem_id="try-bars")
+                photo.upload(studio.try_photo, [photo, model], [picture, bars, timing])
+                model.change(studio.try_photo, [photo, model], [picture, bars, timing])
+                webcam.stream(studio.try_frame, [webcam, model], [picture, bars], stream_every=0.1,
+                              concurrency_limit=1)
+                model.focus(lambda: gr.update(choices=model_choices(studio.folder)), None, model)
+
+            with gr.Tab("Train and tune", id="train"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        name = gr.Textbox(value="run-1", label="Run name (a folder under --runs)",
+                                          elem_id="field-name")
+                        fields = [_field(setting) for setting in settings]
+                        with gr.Row():
+                            start = gr.Button("Start run", variant="primary", elem_id="start-run")
+                            load = gr.Button("Load the watched run's settings", elem_id="load-run")
+                        with gr.Accordion("Tune: a study over architectures and settings (Optuna)", open=False):
+                            study_name = gr.Textbox(value="study-1", label="Study name", elem_id="study-name")
+                            study_dataset = gr.Dropdown(choices=list(forms.REGISTRY_CHOICES["dataset"]),
+                                                        value="fer2013", label="--dataset")
+                            searched = gr.CheckboxGroup(choices=list(models.ARCHITECTURES),
+                                                        value=["vgg_small", "cnn"], label="--models")
+                            trials = gr.Number(value=12, precision=0, label="--trials")
+                            study_epochs = gr.Number(value=10, precision=0, label="--epochs per trial")
+                            start_study = gr.Button("Start study", elem_id="start-study")
+                    with gr.Column(scale=3):
+                        watched = gr.Dropdown(choices=studio.watchable(), value=None, label="Watching",
+                                              elem_id="watched")
+                        message = gr.Markdown(elem_id="train-message")
+                        status = gr.HTML(elem_id="train-status")
+                        curves = gr.LinePlot(x="epoch", y="value", color="metric", label="Curves",
+                                             elem_id="train-curves")
+                        stop = gr.Button("Stop", variant="stop", elem_id="stop-run")
+                        log = gr.Textbox(label="Log", lines=10, max_lines=10, elem_id="train-log")
+                start.click(studio.start_run, [name, *fields], [watched, message])
+                start_study.click(studio.start_study, [study_name, study_dataset, searched, trials, study_epochs],
+                                  [watched, message])
+                stop.click(studio.stop, watched, message)
+                load.click(studio.load_settings, watched, [name, *fields])
+                timer = gr.Timer(1.0)
+                timer.tick(studio.watch, watched, [status, curves, log])
+                watched.change(studio.watch, watched, [status, curves, log])
+                watched.focus(lambda: gr.update(choices=studio.watchable()), None, watched)
+
+            with gr.Tab("Compare", id="compare"):
+                with gr.Row():
+                    text = gr.Textbox(label="Filter (any column contains)", elem_id="compare-filter")
+                    sort_by = gr.Dropdown(choices=["best_val_accuracy", "modified", "run", "model", "epochs_trained"],
+                                          value="best_val_accuracy", label="Sort by")
+                    descending = gr.Checkbox(value=True, label="Descending")
+                    refresh = gr.Button("Refresh", elem_id="compare-refresh")
+                table = gr.Dataframe(interactive=False, elem_id="compare-table", wrap=True)
+                selected = gr.Dropdown(multiselect=True, choices=[], label="Runs to compare",
+                                       elem_id="compare-selected")
+                metric = gr.Dropdown(choices=list(CURVE_METRICS), value="val_accuracy", label="Curve")
+                compare_curves = gr.LinePlot(x="epoch", y="value", color="run", label="Curves",
+                                             elem_id="compare-curves")
+                with gr.Row():
+                    evaluate = gr.Button("Evaluate (confusion matrix)")
+                    export = gr.Button("Export for serving", elem_id="compare-export")
+                compare_message = gr.Markdown(elem_id="compare-message")
+                confusion = gr.Gallery(label="Confusion matrices", columns=3, height="auto")
+                gr.Markdown("### Studies")
+                with gr.Row():
+                    study = gr.Dropdown(choices=[], label="Study", elem_id="compare-study")
+                    board = gr.Button("TensorBoard")
+                    study_board = gr.Button("Study dashboard (optuna-dashboard)")
+                links = gr.HTML(studio.dashboards_html(), elem_id="dashboards")
+                trials_table = gr.Dataframe(interactive=False, label="Trials", elem_id="study-trials")
+                importance = gr.BarPlot(x="setting", y="importance", label="Importance of each setting")
+
+                def refreshed(text, sort_by, descending):
+                    shown = studio.compare_table(text, sort_by, descending)
+                    studies = [studio.folder.name_of(path) for path in studio.folder.study_paths()]
+                    return shown, gr.update(choices=list(shown["run"])), gr.update(choices=studies)
+
+                for trigger in (refresh.click, text.submit, sort_by.change, descending.change, app.load):
+                    trigger(refreshed, [text, sort_by, descending], [table, selected, study])
+                for trigger in (selected.change, metric.change):
+                    trigger(studio.compare_curves, [selected, metric], compare_curves)
+                selected.change(studio.confusions, selected, confusion)
+                evaluate.click(studio.evaluate, selected, compare_message)
+                export.click(studio.export, selected, compare_message)
+                study.change(studio.study_view, study, [trials_table, importance])
+                board.click(studio.start_tensorboard, None, links)
+                study_board.click(studio.start_study_dashboard, study, links)
+    return app
+
+
+def serve(root: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860, data_dir: str = "~/tensorflow_datasets",
+          block: bool = True) -> tuple[gr.Blocks, str, Studio]:
+    """Starts the studio on host:port (0: a free port) and prints its address; `block` serves until interrupted,
+    then stops the runs it started."""
+    studio = Studio(root, host, data_dir)
+    app = build(studio)
+    port = port or free_port(host)
+    app.queue(default_concurrency_limit=4)
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, theme=_theme(), css=CSS,
+               allowed_paths=[str(studio.folder.root)], max_file_size=MAX_UPLOAD, ssr_mode=False,
+               footer_links=["settings"], show_error=True)
+    url = f"http://{host}:{port}/"
+    where = ("this machine only; --host 0.0.0.0 shares it on your network" if host in ("127.0.0.1", "localhost")
+             else "reachable from other machines: it has no login, and starts processes")
+    print(f"emopy studio: {url} ({where}); runs in {studio.folder.root}", flush=True)
+    if block:
+        signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends the runs it started too
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            studio.jobs.stop_all()
+            studio.models.close()
+            app.close()
+    return app, url, studio
