@@ -322,6 +322,7 @@ def build(studio: Studio) -> gr.Blocks:
                         timing = gr.Markdown(elem_id="try-timing")
                         bars = gr.HTML(elem_id="try-bars")
                 photo.upload(studio.try_photo, [photo, model], [picture, bars, timing])
+                photo.clear(lambda: (None, "", ""), None, [picture, bars, timing])
                 model.change(studio.try_photo, [photo, model], [picture, bars, timing])
                 webcam.stream(studio.try_frame, [webcam, model], [picture, bars], stream_every=0.1,
                               concurrency_limit=1)

@@ -95,11 +95,6 @@ def train_arguments(values: dict[str, Any], folder: RunsFolder, name: str, data_
         chosen[setting.name] = value
         if value != setting.default:
             arguments += [setting.flag, str(value)]
-    for required in ("dataset", "model"):
-        if required not in chosen:
-            raise ValueError(f"--{required} is required")
-        if f"--{required}" not in arguments:
-            arguments += [f"--{required}", str(chosen[required])]
     models.check_hyperparameters(chosen["model"], chosen.get("width", 1.0), chosen.get("dropout"))
     return arguments
 
