@@ -184,7 +184,8 @@ def test_quickstart_refuses_to_remove_what_it_did_not_make(tmp_path, capsys, the
     assert sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*")) == before
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["landmarks", "--help"], ["quickstart", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["landmarks", "--help"], ["quickstart", "--help"], ["tune", "--help"],
+                                  ["studio", "--help"]])
 def test_help(argv):
     result = emopy(*argv)
     assert result.returncode == 0 and "usage: emopy" in result.stdout

@@ -118,16 +118,17 @@ def test_a_process_is_started_without_a_shell_and_its_failure_is_recorded_with_i
 def test_a_stopped_process_is_told_from_a_failed_one(folder):
     jobs = Jobs()
     run = folder.resolve("run-2")
-    # `emopy studio` on a port of its own: a process that runs until stopped.
+    # `emopy studio` runs until stopped; stopped while it starts, its exit is recorded as a stop, not a failure.
     jobs.start(run, ["studio", "--runs", str(folder.root / "inner"), "--port", "0"])
-    deadline = time.monotonic() + 120
-    while "emopy studio: http://127.0.0.1:" not in studio_runs.log_tail(run) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert jobs.running(run)
     assert jobs.stop(run) and not jobs.running(run)
+    assert not jobs.stop(run)  # nothing left to stop
     deadline = time.monotonic() + 10
     while not (run / studio_runs.EXIT_FILE).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert json.loads((run / studio_runs.EXIT_FILE).read_text())["stopped"]
+    ended = json.loads((run / studio_runs.EXIT_FILE).read_text())
+    assert ended["stopped"] and ended["returncode"] != 0
+    assert studio_runs.run_state(run) == "stopped"
 
 
 def _png_bomb(width: int, height: int) -> bytes:
