@@ -8,7 +8,6 @@ import shutil
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from emopy_tfds.data import sample_photo
@@ -30,16 +29,36 @@ CHROMIUM = next((path for path in ("/usr/lib/chromium/chromium", shutil.which("c
 INSTALL = "apt-get install chromium (Debian's package; Playwright drives it, no browser download)"
 
 
+WEBCAM_FRAMES = 100
+
+
+def _webcam_video(path: Path) -> Path:
+    """The package's photo as a 640x480 Y4M video of WEBCAM_FRAMES frames, each with its number drawn in a corner
+    (so that each answer's picture differs), for Chromium's fake camera."""
+    photo = cv2.resize(cv2.imread(str(sample_photo())), (640, 480), interpolation=cv2.INTER_AREA)
+    with path.open("wb") as video:
+        video.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
+        for index in range(WEBCAM_FRAMES):
+            frame = photo.copy()
+            cv2.putText(frame, str(index), (10, 470), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+            video.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
+    """Headless Chromium whose camera plays the package's photo (_webcam_video), allowed without asking."""
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail(f"no Chromium for the browser tests: {INSTALL}")
         pytest.skip(f"no Chromium: {INSTALL}")
     from playwright.sync_api import sync_playwright
 
+    camera = _webcam_video(tmp_path_factory.mktemp("camera") / "camera.y4m")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}"])
         yield browser
         browser.close()
 
@@ -176,3 +195,31 @@ def test_a_run_started_from_the_form_trains_is_watched_to_its_end_and_compared(s
     _shot(page, "compare")
     assert outside == []
     page.close()
+
+
+def test_the_webcam_streams_to_the_model_at_a_usable_frame_rate(studio, browser):
+    context = browser.new_context(permissions=["camera"], viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    outside = _outside_requests(page, studio["url"])
+    page.goto(studio["url"])
+    page.click("#try-webcam :text('Click to Access Webcam')")
+    page.click("#try-webcam button[aria-label='capture photo']")  # starts streaming
+    page.wait_for_selector("#try-bars .emopy-top", timeout=60_000)
+    assert "happy" in page.inner_text("#try-bars .emopy-top")
+    # Each answered frame is a new picture (the frames are numbered): count them over 5 seconds.
+    page.evaluate("""() => {
+        window.emopyPictures = new Set();
+        const target = document.querySelector('#try-picture');
+        new MutationObserver(() => {
+            const picture = target.querySelector('img');
+            if (picture) window.emopyPictures.add(picture.src);
+        }).observe(target, {subtree: true, attributes: true, childList: true});
+    }""")
+    time.sleep(5)
+    answered = page.evaluate("window.emopyPictures.size") / 5
+    print(f"\nTry page, webcam at 640x480: {answered:.1f} frames answered a second (the page asks for 10)",
+          file=sys.stderr)
+    assert answered >= 3
+    _shot(page, "webcam")
+    assert outside == []
+    context.close()
