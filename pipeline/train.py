@@ -8,6 +8,7 @@ The run directory holds everything export and prediction need, and what a killed
     face_spec.json   how to crop a photo's face so it looks like the training inputs
     model.keras      the final model (the best epoch's weights: validation loss, or accuracy for cosine schedules)
     history.json     per-epoch metrics (history.csv while training; survives resumes)
+    progress.json    where training is now (epoch, step), about once a second: the studio's progress bar
     best_checkpoint.*  the best weights so far (a TF checkpoint: restores under any strategy)
     backup/          BackupAndRestore's state at the last epoch: a killed run resumes from it, a finished one
                      trains further from it
@@ -34,12 +35,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from emopy import models
-from emopy.pipeline import data
-from emopy.pipeline import train_config
+from emopy.pipeline import data, train_config
 from emopy.pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
 from emopy.pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
-                              LABELS_FILE, MODEL_FILE, PROGRESS_FILE, RunDir, how_it_ended, read_history, remove_training_files,
-                              write_json)
+                                    LABELS_FILE, MODEL_FILE, PROGRESS_FILE, RunDir, how_it_ended, read_history,
+                                    remove_training_files, write_json)
 from emopy.pipeline.augment import NAMED as AUGMENTATIONS
 
 log = logging.getLogger(__name__)
@@ -251,8 +251,8 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> dict | None:
 def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains one run; returns its record (what config.json holds, plus the history). A finished run in
     config.out is returned as it is unless more epochs are asked; `overwrite` removes its files and starts over.
-    `callbacks` join the run's own (emopy tune's pruning); one that stops training by raising leaves the run as
-    an interrupted one, which the same command resumes."""
+    `callbacks` join the run's own: emopy tune's pruning sets `stop_training`, which ends the run as an early stop
+    does (finished, its best epoch kept)."""
     data_config, spec = config.data_config, config.input_spec
     data.input_kind_check(data_config, spec)  # before anything is written
     models.check_hyperparameters(config.model, config.width, config.dropout)

@@ -20,7 +20,7 @@ TARGETS = ("majority", "votes")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 # pipeline.augment.NAMED's recipes (that module imports TensorFlow, which building the command line must not).
 AUGMENTATIONS = ("standard", "photo", "tight")
-# pipeline.train.LR_SCHEDULES (that module imports TensorFlow; tests check the two agree).
+# The learning-rate schedules pipeline.train carries out (a recipe's lr_schedule, or --lr-schedule).
 LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
