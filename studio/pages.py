@@ -180,6 +180,8 @@ class Studio:
         if not name:
             return pd.DataFrame(), pd.DataFrame(columns=["setting", "importance"])
         path = self.folder.resolve(name)
+        if not (path / tune.STUDY_FILE).exists():
+            raise gr.Error(f"{name} holds no study database ({tune.STUDY_FILE})", print_exception=False)
         study = tune.open_study(name_of_study(path), tune.default_storage(path))
         trials = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
         try:

@@ -172,3 +172,32 @@ def test_the_compare_table_lists_finished_runs_with_their_settings_and_metrics(r
     progress = studio_runs.progress(root / "cnn")
     assert progress["fraction"] == 1.0 and progress["text"] == "1/1 epochs trained"
     assert model_choices(folder)[-1] == "run: cnn"
+
+
+def test_compare_filters_and_sorts_runs_and_shows_a_studys_trials_and_their_importance(runs, tmp_path):
+    import optuna
+
+    from emopy.pipeline import tune
+    from emopy.studio.pages import Studio
+
+    root = tmp_path / "compared"
+    for name in ("cnn", "multi_input"):
+        shutil.copytree(runs[name], root / name)
+    studio = Studio(root, "127.0.0.1", "unused")
+    assert list(studio.compare_table("multi", "run", False)["run"]) == ["multi_input"]
+    assert list(studio.compare_table("", "run", True)["run"]) == ["multi_input", "cnn"]
+    curves = studio.compare_curves(["cnn", "multi_input", "../outside"], "val_accuracy")
+    assert set(curves["run"]) == {"cnn", "multi_input"} and list(curves.columns) == ["epoch", "value", "run"]
+
+    # A study's trials and the importance of each setting, read from its database.
+    (root / "study-1").mkdir()
+    study = tune.open_study("study-1", tune.default_storage(root / "study-1"))
+    distributions = {"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                     "batch_size": optuna.distributions.CategoricalDistribution((32, 64))}
+    for index, (rate, batch) in enumerate([(1e-4, 32), (1e-3, 64), (1e-2, 32), (3e-3, 64), (5e-4, 32)]):
+        study.add_trial(optuna.trial.create_trial(value=0.2 + 20 * rate, params={"learning_rate": rate,
+                                                                                 "batch_size": batch},
+                                                  distributions=distributions, user_attrs={"run_dir": f"t{index}"}))
+    trials, importance = studio.study_view("study-1")
+    assert len(trials) == 5 and "params_learning_rate" in trials.columns
+    assert importance.iloc[0]["setting"] == "learning_rate"
