@@ -7,6 +7,7 @@ jobs.Jobs, form values through forms.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -14,7 +15,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 import optuna
@@ -24,6 +25,20 @@ from emopy.pipeline import tune
 from emopy.studio import forms, runs
 from emopy.studio.jobs import Jobs
 from emopy.studio.try_models import TryModels, face_bars
+
+
+@contextlib.contextmanager
+def shown_on_page() -> Iterator[None]:
+    """A user's mistake (ValueError: a bad form value, a path outside --runs, an unreadable photo; OSError: a
+    missing file) as an error on the page, in one line; the studio keeps serving."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def refuse(message: str) -> None:
+    raise gr.Error(message, print_exception=False)
 
 
 class Studio:
@@ -44,10 +59,8 @@ class Studio:
         if not path:
             return None, "", ""
         started = time.perf_counter()
-        try:
+        with shown_on_page():  # faces.ImageError included: unreadable, or over the pixel limit
             picture, table = self.models.answer(path, choice)
-        except ValueError as error:  # faces.ImageError included: unreadable, or over the pixel limit
-            raise gr.Error(str(error), print_exception=False) from None
         seconds = time.perf_counter() - started
         bars = face_bars(table, self.models.recognizer(choice).classes)
         return picture, bars, f"{len(table)} face(s) in {seconds * 1000:.0f} ms"
@@ -62,26 +75,20 @@ class Studio:
 
     def start_run(self, name: str, *values: Any):
         settings = dict(zip([setting.name for setting in forms.form_settings()], values))
-        try:
+        with shown_on_page():
             arguments = forms.train_arguments(settings, self.folder, name, self.data_dir)
             self.jobs.start(self.folder.resolve(name), arguments)
-        except ValueError as error:
-            raise gr.Error(str(error), print_exception=False) from None
         return gr.update(choices=self.watchable(), value=name), f"Started {name}."
 
     def start_study(self, name: str, dataset: str, searched: list[str], trials: Any, epochs: Any):
-        try:
+        with shown_on_page():
             arguments = forms.tune_arguments(name, dataset, searched, trials, epochs, self.folder, self.data_dir)
             self.jobs.start(self.folder.resolve(name), arguments)
-        except ValueError as error:
-            raise gr.Error(str(error), print_exception=False) from None
         return gr.update(choices=self.watchable(), value=name), f"Started study {name}."
 
     def stop(self, name: str):
-        try:
+        with shown_on_page():
             stopped = bool(name) and self.jobs.stop(self.folder.resolve(name))
-        except ValueError as error:
-            raise gr.Error(str(error), print_exception=False) from None
         return f"Stopped {name}: start it again from the form to resume." if stopped else f"{name} is not running."
 
     def watchable(self) -> list[str]:
@@ -111,7 +118,6 @@ class Studio:
         bar = (f'<div class="emopy-progress"><span style="width:{progress["fraction"] * 100:.0f}%"></span></div>'
                f'<p class="emopy-progress-text">{progress["text"]}</p>')
         curves = runs.history_frame(self.folder, [shown])
-        curves = curves[curves["metric"].isin(["loss", "accuracy", "val_loss", "val_accuracy"])]
         log = runs.log_tail(path, 25)
         if state == "failed":
             header += f'<pre class="emopy-error">{html.escape(runs.log_tail(path, 8))}</pre>'
@@ -119,10 +125,8 @@ class Studio:
 
     def load_settings(self, name: str):
         """The form's values from a run's config.json: the same form resumes it, or varies it under a new name."""
-        try:
+        with shown_on_page():
             record = runs.RunDir.open(self.folder.resolve(name))
-        except (OSError, ValueError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
         values = forms.values_of_run(record.settings)
         return [name, *[values[setting.name] for setting in forms.form_settings()]]
 
@@ -147,6 +151,7 @@ class Studio:
         curves = runs.history_frame(self.folder, paths)
         return curves[curves["metric"] == metric][["epoch", "value", "run"]]
 
+    @shown_on_page()
     def confusions(self, selected: list[str]) -> list[tuple[str, str]]:
         shown = []
         for name in selected or []:
@@ -154,34 +159,37 @@ class Studio:
                 shown.append((str(image), f"{name}: {image.stem}"))
         return shown
 
+    @shown_on_page()
     def evaluate(self, selected: list[str]) -> str:
         started = []
         for name in selected or []:
             path = self.folder.resolve(name)
             if runs.run_state(path) != "finished":
-                raise gr.Error(f"{name} is not a finished run", print_exception=False)
+                refuse(f"{name} is not a finished run")
             self.jobs.start(path, ["evaluate", "--run", str(path), "--split", "validation"])
             started.append(name)
         return f"Evaluating {', '.join(started)} on its validation split: refresh for its confusion matrix."
 
+    @shown_on_page()
     def export(self, selected: list[str]) -> str:
         if not selected or len(selected) != 1:
-            raise gr.Error("choose one run to export", print_exception=False)
+            refuse("choose one run to export")
         name = selected[0]
         path = self.folder.resolve(name)
         if runs.run_state(path) != "finished":
-            raise gr.Error(f"{name} is not a finished run", print_exception=False)
+            refuse(f"{name} is not a finished run")
         base = self.folder.resolve(f"{runs.EXPORTS}/{name.replace('/', '-')}")
         self.jobs.start(path, ["export", "--run", str(path), "--model-base-path", str(base)])
         return (f"Exporting {name} to {base}: the Try page offers it once written. Serve it with "
                 f"`emopy serve --model-base-path {base}`.")
 
+    @shown_on_page()
     def study_view(self, name: str | None):
         if not name:
             return pd.DataFrame(), pd.DataFrame(columns=["setting", "importance"])
         path = self.folder.resolve(name)
         if not (path / tune.STUDY_FILE).exists():
-            raise gr.Error(f"{name} holds no study database ({tune.STUDY_FILE})", print_exception=False)
+            refuse(f"{name} holds no study database ({tune.STUDY_FILE})")
         study = tune.open_study(name_of_study(path), tune.default_storage(path))
         trials = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
         try:
@@ -206,9 +214,10 @@ class Studio:
                 self.dashboards["TensorBoard"] = board.launch()
         return self.dashboards_html()
 
+    @shown_on_page()
     def start_study_dashboard(self, name: str | None) -> str:
         if not name:
-            raise gr.Error("choose a study", print_exception=False)
+            refuse("choose a study")
         path = self.folder.resolve(name)
         kind = f"optuna-dashboard {name}"
         with self._lock:
