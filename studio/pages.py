@@ -11,6 +11,7 @@ import contextlib
 import html
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -200,7 +201,8 @@ class Studio:
         return trials, frame
 
     def dashboards_html(self) -> str:
-        links = [f'<a href="{url}" target="_blank" id="link-{kind}">{kind}</a>' for kind, url in self.dashboards.items()]
+        links = [f'<a href="{url}" target="_blank" id="link-{re.sub("[^a-z0-9]+", "-", kind.lower())}">{kind}</a>'
+                 for kind, url in self.dashboards.items()]
         return "Open: " + " · ".join(links) if links else "No dashboard started yet."
 
     def start_tensorboard(self) -> str:

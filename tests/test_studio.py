@@ -201,3 +201,29 @@ def test_compare_filters_and_sorts_runs_and_shows_a_studys_trials_and_their_impo
     trials, importance = studio.study_view("study-1")
     assert len(trials) == 5 and "params_learning_rate" in trials.columns
     assert importance.iloc[0]["setting"] == "learning_rate"
+
+
+def test_the_dashboards_the_compare_page_links_to_answer(tmp_path):
+    import urllib.request
+
+    from emopy.pipeline import tune
+    from emopy.studio.pages import Studio
+
+    studio = Studio(tmp_path / "runs", "127.0.0.1", "unused")
+    (studio.folder.root / "study-1").mkdir()
+    tune.open_study("study-1", tune.default_storage(studio.folder.root / "study-1"))
+    links = studio.start_study_dashboard("study-1")
+    links = studio.start_tensorboard()
+    assert 'id="link-tensorboard"' in links and 'id="link-optuna-dashboard-study-1"' in links
+    for kind, url in studio.dashboards.items():
+        assert url.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    assert response.status == 200, kind
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
