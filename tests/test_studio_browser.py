@@ -149,7 +149,7 @@ def test_try_answers_the_packages_photo_in_the_browser_within_twice_emopy_predic
     page.close()
 
 
-def test_a_run_started_from_the_form_trains_is_watched_to_its_end_and_compared(studio, browser):
+def test_a_run_started_from_the_form_is_watched_to_its_end_compared_exported_and_tried(studio, browser):
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     outside = _outside_requests(page, studio["url"])
     page.goto(studio["url"])
@@ -192,7 +192,24 @@ def test_a_run_started_from_the_form_trains_is_watched_to_its_end_and_compared(s
                            timeout=30_000)
     table = page.inner_text("#compare-table")
     assert re.search(r"browser-run\s+finished\s+0\.\d+", table), table
+    page.click("#compare-selected input")
+    page.locator("ul[role=listbox] li", has_text="browser-run").click()
+    page.wait_for_selector("#compare-curves canvas, #compare-curves svg", timeout=30_000)
     _shot(page, "compare")
+
+    # Exported from the page, the run is then offered on the Try page, and answers there.
+    page.click("#compare-export")
+    page.wait_for_selector("#compare-message :text('Exporting browser-run')", timeout=30_000)
+    exported = studio["folder"] / "exports" / "browser-run"
+    deadline = time.monotonic() + 180
+    while not (exported / "1" / "saved_model.pb").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (exported / "1" / "saved_model.pb").exists(), (studio["folder"] / "browser-run" / "studio.log").read_text()
+    page.get_by_role("tab", name="Try").click()
+    page.click("#try-model input")
+    page.locator("ul[role=listbox] li", has_text="export: browser-run").click()
+    _, answer = _upload_and_read(page, Path(sample_photo()))
+    assert re.search(r"Face #0: \w+ \d+%", answer), answer
     assert outside == []
     page.close()
 
