@@ -14,10 +14,11 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: before Gradio reads it
 
 import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from emopy import models  # noqa: E402
 from emopy.studio import forms  # noqa: E402
-from emopy.studio.pages import Studio, free_port  # noqa: E402
+from emopy.studio.pages import TRIAL_COLUMNS, Studio, free_port  # noqa: E402
 from emopy.studio.try_models import model_choices  # noqa: E402
 
 # Uploads larger than this are refused by Gradio before emopy reads them; the pixel limit is checked after.
@@ -152,7 +153,8 @@ def build(studio: Studio) -> gr.Blocks:
                     board = gr.Button("TensorBoard")
                     study_board = gr.Button("Study dashboard (optuna-dashboard)")
                 links = gr.HTML(studio.dashboards_html(), elem_id="dashboards")
-                trials_table = gr.Dataframe(interactive=False, label="Trials", elem_id="study-trials")
+                trials_table = gr.Dataframe(pd.DataFrame(columns=TRIAL_COLUMNS), interactive=False, label="Trials",
+                                            elem_id="study-trials")
                 importance = gr.BarPlot(x="setting", y="importance", label="Importance of each setting")
 
                 def refreshed(text, sort_by, descending):

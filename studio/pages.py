@@ -42,6 +42,9 @@ def refuse(message: str) -> None:
     raise gr.Error(message, print_exception=False)
 
 
+TRIAL_COLUMNS = ["number", "state", "value"]
+
+
 class Studio:
     """The app's state: its folder, its processes, its models, and the dashboards it started."""
 
@@ -140,7 +143,7 @@ class Studio:
             table = table[mask.any(axis=1)]
         if sort_by in table.columns:
             table = table.sort_values(sort_by, ascending=not descending, na_position="last")
-        return table
+        return table.rename(columns=lambda column: column.replace("_", " "))  # headers that wrap at words
 
     def compare_curves(self, selected: list[str], metric: str):
         paths = []
@@ -187,7 +190,7 @@ class Studio:
     @shown_on_page()
     def study_view(self, name: str | None):
         if not name:
-            return pd.DataFrame(), pd.DataFrame(columns=["setting", "importance"])
+            return pd.DataFrame(columns=TRIAL_COLUMNS), pd.DataFrame(columns=["setting", "importance"])
         path = self.folder.resolve(name)
         if not (path / tune.STUDY_FILE).exists():
             refuse(f"{name} holds no study database ({tune.STUDY_FILE})")
