@@ -153,6 +153,12 @@ def _builder(source: Source, data_dir: str):
     return builder
 
 
+def check_built(config: DataConfig) -> None:
+    """Raises DatasetNotBuiltError, saying how to build it, unless every dataset the config reads is built."""
+    for source in config.sources:
+        _builder(source, config.data_dir)
+
+
 def face_spec(config: DataConfig, spec: models.InputSpec) -> faces.FaceSpec:
     """How a photo's face must be cropped to look like this run's training inputs."""
     builder = _builder(config.sources[-1], config.data_dir)

@@ -28,7 +28,7 @@ import optuna
 import tf_keras as keras
 
 from emopy import models
-from emopy.pipeline import train
+from emopy.pipeline import data, train
 from emopy.pipeline.run_dir import read_history, write_json
 from emopy.pipeline.train_config import AUGMENTATIONS, LR_SCHEDULES, TrainConfig
 
@@ -246,6 +246,11 @@ def run(base: TrainConfig, models_searched: Sequence[str], trials: int, timeout:
     out = Path(base.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     space = search_space(base.dataset, models_searched)
+    # Mistakes every trial would make are refused before the study starts: a dataset not built, a model that
+    # cannot read it.
+    data.check_built(base.data_config)
+    for name in models_searched:
+        data.input_kind_check(base.data_config, dataclasses.replace(base, model=name).input_spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial replaces Optuna's
     study = open_study(study_name, storage or default_storage(out))
     stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,

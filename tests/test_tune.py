@@ -67,6 +67,16 @@ def test_width_and_dropout_reach_the_layers():
         models.check_hyperparameters("cnn", dropout=1.5)
 
 
+def test_a_study_that_every_trial_would_fail_is_refused_before_it_starts(training_data, tmp_path):
+    base = TrainConfig(dataset="fer2013", model="cnn", out=str(tmp_path / "study"), data_dir=str(tmp_path), epochs=1)
+    with pytest.raises(FileNotFoundError, match="fer2013/original is not built in"):
+        tune.run(base, ["cnn"], trials=1)
+    base = TrainConfig(dataset="fer2013", model="cnn", out=str(tmp_path / "study"), data_dir=str(training_data))
+    with pytest.raises(ValueError, match="'landmark_sequence' inputs need a sequence dataset"):
+        tune.run(base, ["cnn", "landmark_lstm"], trials=1)
+    assert not list((tmp_path / "study").glob("trial-*"))
+
+
 def test_a_trial_below_the_median_is_pruned_at_the_epochs_end_and_keeps_its_model():
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
     distribution = optuna.distributions.CategoricalDistribution(("cnn",))
