@@ -96,18 +96,19 @@ def trial_config(base: TrainConfig, settings: dict[str, Any], run_dir: Path) -> 
 class PruneByEpoch(keras.callbacks.Callback):
     """Reports the validation accuracy of each epoch to the trial, and stops training once the pruner says the
     trial is weak. It stops the run at an epoch's end, as an early stop, so the pruned run keeps its best
-    epoch's model and can be compared or exported like any other."""
+    epoch's model and can be compared or exported like any other. The last of `epochs` is never pruned: nothing
+    would be saved, and the trial's value would be lost."""
 
-    def __init__(self, trial: optuna.Trial, first_epoch: int = 0):
+    def __init__(self, trial: optuna.Trial, epochs: int):
         super().__init__()
-        self.trial, self.first_epoch, self.pruned_at = trial, first_epoch, None
+        self.trial, self.epochs, self.pruned_at = trial, epochs, None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         value = (logs or {}).get(METRIC)
         if value is None:
             return
         self.trial.report(float(value), epoch)
-        if self.trial.should_prune():
+        if epoch + 1 < self.epochs and self.trial.should_prune():
             self.pruned_at = epoch
             self.model.stop_training = True
 
@@ -160,7 +161,7 @@ def objective(base: TrainConfig, space: dict[str, Any], out: Path) -> Callable[[
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / TRIAL_FILE, record)
         _log_hparams(run_dir, settings)
-        pruning = PruneByEpoch(trial)
+        pruning = PruneByEpoch(trial, config.epochs)
         keras.backend.clear_session()
         result = train.run(config, callbacks=[pruning])
         scores = result["history"].get(METRIC) or [0.0]

@@ -86,12 +86,16 @@ def test_a_trial_below_the_median_is_pruned_at_the_epochs_end_and_keeps_its_mode
     trial = study.ask()
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    pruning = tune.PruneByEpoch(trial)
+    pruning = tune.PruneByEpoch(trial, epochs=5)
     x, y = np.zeros((8, 2), "float32"), np.zeros(8, "int64")
     history = model.fit(x, y, validation_data=(x, 1 - y), epochs=5, verbose=0, callbacks=[pruning])
     # Validation accuracy 0 against the median 0.8: stopped after the first epoch, as an early stop would.
     assert pruning.pruned_at == 0 and len(history.history["loss"]) == 1
     assert study.trials[-1].intermediate_values == {0: 0.0}
+    # On its last epoch a trial is not pruned: it has cost all it will, and its value counts.
+    last = tune.PruneByEpoch(study.ask(), epochs=1)
+    model.fit(x, y, validation_data=(x, 1 - y), epochs=1, verbose=0, callbacks=[last])
+    assert last.pruned_at is None
 
 
 def _tune(out: Path, data_dir: Path, *args: str) -> subprocess.Popen:
