@@ -38,9 +38,18 @@ DEFAULT_STUDY = "emopy"
 METRIC = "val_accuracy"
 # The choices of each setting a study searches, besides the architecture (--models). Categorical where a few
 # values are what a person would try, so that trials are comparable across architectures.
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A float setting's range, sampled uniformly or, with `log`, on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
 WIDTHS = (0.5, 0.75, 1.0, 1.5)
-DROPOUT_RANGE = (0.1, 0.6)
-LEARNING_RATE_RANGE = (1e-4, 3e-2)
+DROPOUT_RANGE = Range(0.1, 0.6)
+LEARNING_RATE_RANGE = Range(1e-4, 3e-2, log=True)
 BATCH_SIZES = (32, 64, 128)
 # "none" is TrainConfig(augment=False).
 AUGMENTATION_CHOICES = ("none", *AUGMENTATIONS)
@@ -49,9 +58,8 @@ HEARTBEAT, GRACE = 5, 20
 
 
 def search_space(dataset: str, models_searched: Sequence[str]) -> dict[str, Any]:
-    """What a study over `models_searched` on `dataset` searches: each setting's choices (a tuple) or range (a pair
-    of floats, sampled on a log scale for the learning rate). width and dropout only where an architecture takes
-    them; targets only for datasets with crowd votes."""
+    """What a study over `models_searched` on `dataset` searches: each setting's choices (a tuple) or Range. width
+    and dropout only where an architecture takes them; targets only for datasets with crowd votes."""
     for name in models_searched:
         models.architecture(name)  # unknown names fail here, naming the known ones
     taken = {key for name in models_searched for key in models.architecture(name).hyperparameters}
@@ -76,8 +84,8 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
     for name, choices in space.items():
         if name == "model" or (name in models.HYPERPARAMETERS and name not in hyperparameters):
             continue
-        if isinstance(choices, tuple) and len(choices) == 2 and all(isinstance(c, float) for c in choices):
-            chosen[name] = trial.suggest_float(name, *choices, log=name == "learning_rate")
+        if isinstance(choices, Range):
+            chosen[name] = trial.suggest_float(name, choices.low, choices.high, log=choices.log)
         else:
             chosen[name] = trial.suggest_categorical(name, choices)
     return chosen
@@ -263,7 +271,8 @@ def run(base: TrainConfig, models_searched: Sequence[str], trials: int, timeout:
     for line in summary.lines():
         print(line)
     write_json(out / "study.json", {**dataclasses.asdict(summary), "storage": storage or STUDY_FILE,
-                                    "space": {k: list(v) for k, v in space.items()}})
+                                    "space": {k: dataclasses.asdict(v) if isinstance(v, Range) else list(v)
+                                              for k, v in space.items()}})
     return summary
 
 
