@@ -28,6 +28,7 @@ def server(tmp_path_factory):
         process.terminate()
 
 
+@pytest.mark.scale
 def test_refused_requests_leave_the_servers_memory_flat(server):
     pid, grpc_address, rest_address = server
     kinds = soak.request_kinds(face_png())

@@ -112,6 +112,14 @@ def test_a_process_is_started_without_a_shell_and_its_failure_is_recorded_with_i
     assert studio_runs.run_state(run) == "failed"
     assert "emopy: error: unknown dataset 'x; touch" in studio_runs.log_tail(run)
     assert not marker.exists()
+    # The Train page shows the failed run's error, and the studio keeps answering.
+    from emopy.studio.pages import Studio
+
+    studio = Studio(folder.root, "127.0.0.1", "unused")
+    status, _, log = studio.watch("run-1")
+    assert "failed" in status and '<pre class="emopy-error">' in status and "unknown dataset" in status
+    _, bars, _ = studio.try_photo(str(sample_photo()), "shipped: ferplus")
+    assert "happy" in bars
 
 
 def test_a_stopped_process_is_told_from_a_failed_one(folder):

@@ -1,8 +1,8 @@
 """`emopy studio` in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 The studio runs as a user starts it, `emopy studio` in its own process; the browser uploads the package's photo
-and reads the answer, starts a two-epoch run from the form and watches its curve grow to the end, sees a failed
-run's error while the studio keeps serving, and finds the run on the Compare page. Screenshots of each page go to
+and reads the answer, starts a two-epoch run from the form and watches its curve grow to the end, finds the run on
+the Compare page, exports it there and tries the export, and streams the webcam. Screenshots of each page go to
 EMOPY_TEST_ARTIFACTS (default: test-artifacts/ in the checkout). The browser must load nothing from outside the
 studio. Without Chromium the tests skip, saying how to install it; in CI (CI=true) a missing browser fails.
 """
@@ -156,7 +156,7 @@ def test_a_run_started_from_the_form_is_watched_to_its_end_compared_exported_and
     page.get_by_role("tab", name="Train and tune").click()
     page.fill("#field-name textarea, #field-name input", "browser-run")
     page.fill("#field-epochs input", "2")
-    page.fill("#field-batch_size input", "8")
+    page.fill("#field-batch_size input", "16")
     page.click("#start-run")
     page.wait_for_selector("#train-message :text('Started browser-run')", timeout=30_000)
 
@@ -177,14 +177,6 @@ def test_a_run_started_from_the_form_is_watched_to_its_end_compared_exported_and
     page.wait_for_selector("#train-curves canvas, #train-curves svg", timeout=30_000)
     assert "2/2 epochs trained" in page.inner_text("#train-status")
     _shot(page, "train")
-
-    # A run that fails (a sequence model on still faces) shows its error on the page; the studio keeps serving.
-    page.fill("#field-name textarea, #field-name input", "failing-run")
-    page.click("#field-model input")
-    page.locator("ul[role=listbox] li", has_text="landmark_lstm").click()
-    page.click("#start-run")
-    page.wait_for_selector("#train-status .emopy-error", timeout=120_000)
-    assert "emopy: error:" in page.inner_text("#train-status .emopy-error")
 
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare-refresh")

@@ -114,6 +114,7 @@ def _trial_records(out: Path) -> dict[str, dict]:
     return records
 
 
+@pytest.mark.scale
 def test_two_workers_share_one_study_and_a_killed_ones_trial_is_resumed_by_the_other(training_data, tmp_path):
     out = tmp_path / "study"
     first = _tune(out, training_data, "--trials", "5")
