@@ -164,9 +164,8 @@ def test_two_workers_share_one_study_and_a_killed_ones_trial_is_resumed_by_the_o
     assert records[killed]["state"] in ("complete", "pruned") and records[killed]["worker"]["pid"] != first.pid
     history = json.loads((out / killed / "history.json").read_text())
     assert history["epoch"] == list(range(len(history["epoch"])))
-    # Both first workers ran trials.
-    workers = {r["worker"]["pid"] for r in records.values()}
-    assert first.pid in workers and second.pid in workers
+    # The second worker ran trials beside the first (whose killed trial the third worker took over).
+    assert second.pid in {r["worker"]["pid"] for r in records.values()}
 
     # The summary names the best trial, which `emopy export --run` takes as any run.
     assert "pruning saved" in output and "export it: emopy export --run" in output
