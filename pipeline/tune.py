@@ -17,7 +17,6 @@ worker that dies leaves its trial to be retried, resuming the same run directory
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 import warnings
@@ -29,7 +28,7 @@ import tf_keras as keras
 
 from emopy import models
 from emopy.pipeline import data, train
-from emopy.pipeline.run_dir import read_history, write_json
+from emopy.pipeline.run_dir import CONFIG_FILE, RunDir, read_history, write_json
 from emopy.pipeline.train_config import AUGMENTATIONS, LR_SCHEDULES, TrainConfig
 
 TRIAL_FILE = "trial.json"
@@ -229,8 +228,8 @@ def summarize(study: optuna.Study, out: Path) -> StudySummary:
     for trial in finished:
         run_dir = out / trial.user_attrs.get("run_dir", f"trial-{trial.number:04d}")
         trained += len(read_history(run_dir).get("epoch", []))
-        config = run_dir / "config.json"
-        asked += json.loads(config.read_text())["train"]["epochs"] if config.exists() else 0
+        if (run_dir / CONFIG_FILE).exists():
+            asked += RunDir.open(run_dir).settings["epochs"]
     best = None
     complete = [t for t in trials if t.state == states.COMPLETE]
     if complete:

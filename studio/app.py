@@ -11,15 +11,13 @@ import signal
 import time
 from typing import Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: before Gradio reads it
+import gradio as gr
+import pandas as pd
 
-import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from emopy import models  # noqa: E402
-from emopy.studio import forms  # noqa: E402
-from emopy.studio.pages import TRIAL_COLUMNS, Studio, free_port  # noqa: E402
-from emopy.studio.try_models import model_choices  # noqa: E402
+from emopy import models
+from emopy.studio import forms
+from emopy.studio.pages import TRIAL_COLUMNS, Studio, free_port
+from emopy.studio.try_models import model_choices
 
 # Uploads larger than this are refused by Gradio before emopy reads them; the pixel limit is checked after.
 MAX_UPLOAD = "25mb"

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import os
 import re
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
@@ -111,7 +109,7 @@ class Studio:
             return f"<p>{error}</p>", pd.DataFrame(columns=["epoch", "value", "metric"]), ""
         trial_paths = sorted(path.glob("trial-*")) if (path / tune.STUDY_FILE).exists() else []
         if trial_paths:  # a study: the state of its trials, the newest one's curves
-            state = "running" if self.jobs.running(path) else _exit_state(path)
+            state = "running" if self.jobs.running(path) else (runs.exit_state(path) or "not started here")
             shown = trial_paths[-1]
             header = f"<p><b>{name}</b>: study {state}, {len(trial_paths)} trial(s); curves of {shown.name}</p>"
         else:
@@ -182,7 +180,7 @@ class Studio:
         path = self.folder.resolve(name)
         if runs.run_state(path) != "finished":
             refuse(f"{name} is not a finished run")
-        base = self.folder.resolve(f"{runs.EXPORTS}/{name.replace('/', '-')}")
+        base = self.folder.export_base(name)
         self.jobs.start(path, ["export", "--run", str(path), "--model-base-path", str(base)])
         return (f"Exporting {name} to {base}: the Try page offers it once written. Serve it with "
                 f"`emopy serve --model-base-path {base}`.")
@@ -194,7 +192,7 @@ class Studio:
         path = self.folder.resolve(name)
         if not (path / tune.STUDY_FILE).exists():
             refuse(f"{name} holds no study database ({tune.STUDY_FILE})")
-        study = tune.open_study(name_of_study(path), tune.default_storage(path))
+        study = tune.open_study(runs.study_name(path), tune.default_storage(path))
         trials = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
         try:
             importance = optuna.importance.get_param_importances(study)
@@ -235,23 +233,6 @@ class Studio:
                                  kwargs={"host": self.host, "port": port}, daemon=True).start()
                 self.dashboards[kind] = f"http://{self.host}:{port}/"
         return self.dashboards_html()
-
-
-def name_of_study(path: Path) -> str:
-    """The study's name in its folder's database: the folder's study.json says; the studio names studies after
-    their folder."""
-    record = path / "study.json"
-    if record.exists():
-        return json.loads(record.read_text()).get("name", path.name)
-    return path.name
-
-
-def _exit_state(path: Path) -> str:
-    record = path / runs.EXIT_FILE
-    if not record.exists():
-        return "not started here"
-    ended = json.loads(record.read_text())
-    return "finished" if ended["returncode"] == 0 else ("stopped" if ended.get("stopped") else "failed")
 
 
 def free_port(host: str) -> int:

@@ -16,8 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from emopy.pipeline.run_dir import (CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE, RunDir, how_it_ended,
-                                    read_history)
+from emopy.pipeline.run_dir import CONFIG_FILE, PROGRESS_FILE, RunDir, how_it_ended
 from emopy.pipeline.tune import STUDY_FILE, TRIAL_FILE
 from emopy.serving import layout
 
@@ -70,6 +69,10 @@ class RunsFolder:
     def study_paths(self) -> list[Path]:
         return sorted({p.parent for pattern in (STUDY_FILE, "study.json") for p in self.root.glob(f"*/{pattern}")})
 
+    def export_base(self, run_name: str) -> Path:
+        """Where a run under the folder is exported: EXPORTS/RUN (a study's trial as STUDY-trial-NNNN)."""
+        return self.resolve(f"{EXPORTS}/{run_name.replace('/', '-')}")
+
     def export_paths(self) -> list[Path]:
         """Every export base under EXPORTS (a folder of numbered versions)."""
         base = self.root / EXPORTS
@@ -85,16 +88,26 @@ class RunsFolder:
         return found
 
 
+def exit_state(path: Path) -> str | None:
+    """How the studio-started process of `path` ended (its EXIT_FILE): finished, stopped or failed; None while it
+    runs, or if the studio started none there."""
+    ended = _read_json(path / EXIT_FILE)
+    if ended is None:
+        return None
+    if ended.get("returncode") == 0:
+        return "finished"
+    return "stopped" if ended.get("stopped") else "failed"
+
+
 def run_state(path: Path) -> str:
     """finished, running, stopped (interrupted: it resumes), failed (its process exited with an error), or new."""
-    ended = how_it_ended(path)
-    exit_record = _read_json(path / EXIT_FILE)
-    if ended is not None:
+    if how_it_ended(path) is not None:
         return "finished"
-    if exit_record and exit_record.get("returncode") not in (0, None):
-        return "stopped" if exit_record.get("stopped") else "failed"
+    exited = exit_state(path)
+    if exited in ("stopped", "failed"):
+        return exited
     progress = _read_json(path / PROGRESS_FILE)
-    if progress and _alive(progress.get("pid")) and exit_record is None:
+    if progress and _alive(progress.get("pid")) and exited is None:
         return "running"
     if (path / "history.csv").exists():
         return "stopped"
@@ -152,13 +165,25 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
+def study_name(path: Path) -> str:
+    """The name of the study in `path`'s database: its study.json says; the studio names studies after their
+    folder."""
+    return (_read_json(path / "study.json") or {}).get("name", path.name)
+
+
+def _history(path: Path) -> dict[str, list[float]]:
+    """A run's per-epoch metrics as RunDir reads them; none yet (or no run) is an empty history."""
+    try:
+        return RunDir(path, {}).history()
+    except FileNotFoundError:
+        return {}
+
+
 def history_frame(folder: RunsFolder, paths: list[Path]) -> pd.DataFrame:
     """Per-epoch metrics of runs, long form: run, epoch, metric (loss, accuracy, val_loss, val_accuracy), value."""
     rows = []
     for path in paths:
-        history = read_history(path)
-        if not history.get("epoch") and (path / HISTORY_FILE).exists():
-            history = _read_json(path / HISTORY_FILE) or {}
+        history = _history(path)
         for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
             for epoch, value in zip(history.get("epoch", range(len(history.get(metric, [])))),
                                     history.get(metric, [])):
@@ -181,7 +206,7 @@ def runs_table(folder: RunsFolder) -> pd.DataFrame:
             run = RunDir.open(path)
         except (OSError, ValueError):
             continue
-        history = read_history(path) or _read_json(path / HISTORY_FILE) or {}
+        history = _history(path)
         accuracy = history.get("val_accuracy") or []
         losses = history.get("val_loss") or []
         trial = _read_json(path / TRIAL_FILE) or {}

@@ -55,7 +55,7 @@ class TryModels:
             run = self.folder.resolve(name)
             if run_state(run) != "finished":
                 raise ValueError(f"{name} is not a finished run")
-            base = self.folder.resolve(f"{EXPORTS}/{name.replace('/', '-')}")
+            base = self.folder.export_base(name)
             if not base.is_dir():
                 export.export(run, base)
             return base
