@@ -235,3 +235,28 @@ def test_the_dashboards_the_compare_page_links_to_answer(tmp_path):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+
+def test_a_runs_settings_loaded_into_the_form_give_back_the_same_run_so_it_resumes(runs, tmp_path):
+    import argparse
+
+    from emopy.studio.pages import Studio
+
+    root = tmp_path / "loaded"
+    shutil.copytree(runs["cnn"], root / "cnn")
+    studio = Studio(root, "127.0.0.1", str(tmp_path / "data"))
+    name, *values = studio.load_settings("cnn")
+    settings = dict(zip([setting.name for setting in forms.form_settings()], values))
+    arguments = forms.train_arguments(settings, studio.folder, name, studio.data_dir)
+    parser = argparse.ArgumentParser()
+    train_config.add_arguments(parser)
+    config = train_config.from_args(parser.parse_args(arguments[1:]))
+    recorded = studio_runs.RunDir.open(root / "cnn").settings
+    # Every setting but where the run and its data are is the run's own: emopy train resumes it, not refuses it.
+    assert {k: v for k, v in vars(config).items() if k not in ("out", "data_dir")} == \
+        {k: v for k, v in recorded.items() if k in vars(config) and k not in ("out", "data_dir")}
+    assert config.out == str(root / "cnn")
+
+    # The confusion matrices `emopy evaluate --run` draws beside a run are what Compare shows for it.
+    (root / "cnn" / "confusion-validation.png").write_bytes(b"\x89PNG")
+    assert studio.confusions(["cnn"]) == [(str(root / "cnn" / "confusion-validation.png"), "cnn: confusion-validation")]
