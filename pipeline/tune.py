@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+import sqlalchemy
 import tf_keras as keras
 
 from emopy import models
@@ -130,11 +132,24 @@ def _log_hparams(run_dir: Path, settings: dict[str, Any]) -> None:
         hparams_api.hparams({name: value for name, value in settings.items()}, trial_id=run_dir.name)
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
+def _storage(url: str, attempts: int = 6) -> optuna.storages.RDBStorage:
     """The study's database. Heartbeats mark a killed worker's trial failed, and RetryHeartbeatStaleTrialCallback
     gives it to the next worker, which resumes its run directory. SQLite waits up to a minute for the lock that another
-    worker holds, rather than failing."""
+    worker holds, rather than failing.
+
+    Workers started together against a new database race to create its tables and stamp its schema version; Optuna
+    does not serialise that, so the loser sees a table or a version row that was not there when it looked. It tries
+    again, and then finds the schema made."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(1, attempts):
+        try:
+            return _rdb_storage(url, engine)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            time.sleep(random.uniform(0.1, 0.5) * attempt)
+    return _rdb_storage(url, engine)
+
+
+def _rdb_storage(url: str, engine: dict[str, Any]) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # heartbeats and retries have been marked experimental since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2, inherit_intermediate_values=True)

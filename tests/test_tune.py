@@ -4,6 +4,7 @@ worker processes sharing one SQLite study, one of them killed."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -112,6 +113,32 @@ def _trial_records(out: Path) -> dict[str, dict]:
         except ValueError:  # being written
             continue
     return records
+
+
+def _open_study_when_all_are_ready(url: str, ready, errors) -> None:
+    ready.wait()
+    try:
+        tune.open_study(tune.DEFAULT_STUDY, url)
+    except Exception as error:  # noqa: BLE001 - the parent reports whatever a worker met
+        errors.put(f"{type(error).__name__}: {error}"[:300])
+
+
+def test_workers_that_start_together_on_a_new_database_all_open_the_study(tmp_path):
+    # Optuna does not serialise making the tables and stamping the schema: without retries, most of these rounds
+    # lose a worker to "table studies already exists" or a duplicate alembic_version row.
+    context = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        url = tune.default_storage(tmp_path / f"round-{round_}")
+        (tmp_path / f"round-{round_}").mkdir()
+        ready, errors = context.Barrier(4), context.Queue()
+        workers = [context.Process(target=_open_study_when_all_are_ready, args=(url, ready, errors)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+        assert errors.empty(), errors.get()
+        assert optuna.load_study(study_name=tune.DEFAULT_STUDY, storage=url).study_name == tune.DEFAULT_STUDY
 
 
 @pytest.mark.scale
