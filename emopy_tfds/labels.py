@@ -1,4 +1,4 @@
-"""Emotion label sets, the mappings between them, coarse schemes and valence/arousal coordinates.
+"""Emotion label sets, the mappings between them, coarse schemes, and valence/arousal and unipolar valence.
 
 This is the only module that knows label names and ids; everything else imports it.
 
@@ -160,16 +160,48 @@ def valence_arousal(emotion: str) -> tuple[float, float]:
     return VALENCE_AROUSAL[canonical(emotion)]
 
 
-def expected_valence_arousal(probabilities: Sequence[float] | np.ndarray, label_set: str) -> np.ndarray:
-    """Probability-weighted (valence, arousal) for class probabilities over a label set; [..., 2]."""
-    classes = scheme(label_set).classes
+# Positive and negative valence as two unipolar dimensions beside bipolar arousal:
+#   van den Broek, E. L. (2011). Affective Signal Processing (ASP): Unraveling the mystery of emotions
+#   (PhD thesis, University of Twente), ch. 5.2.2.
+# A face can be happy and sad at once; one bipolar valence then cancels the two out to near 0, while the unipolar
+# pair keeps both. Each is weighted per class, not split off the face's mean valence, so that it does.
+def unipolar_valence(emotion: str) -> tuple[float, float]:
+    """(positive valence, negative valence) of an emotion, each in [0, 1]: its valence's part above 0 and the
+    size of its part below 0, so that one of them is 0 and valence is their difference."""
+    valence = VALENCE_AROUSAL[canonical(emotion)][0]
+    return max(0.0, valence), max(0.0, -valence)  # 0.0 first: max keeps it over -0.0, which would print as -0
+
+
+# The affect dimensions of `expected_affect`, in its order (and in the order of a prediction table's columns).
+AFFECT_DIMENSIONS = ("valence", "arousal", "positive_valence", "negative_valence")
+
+
+def expected_affect(probabilities: Sequence[float] | np.ndarray, label_set: str) -> np.ndarray:
+    """Probability-weighted (valence, arousal, positive valence, negative valence) for class probabilities over an
+    emotion label set; [..., 4], in AFFECT_DIMENSIONS' order.
+
+    positive = sum_k p_k max(v_k, 0) and negative = sum_k p_k max(-v_k, 0) over the classes' valences v_k; valence
+    is computed as positive - negative (sum_k p_k v_k up to rounding), so that it equals their difference to the bit.
+    A coarse scheme (its classes are polarities, not emotions) has no coordinates: a ValueError, as for an unknown
+    label set.
+    """
+    label_scheme = scheme(label_set)
+    if label_scheme.coarse:
+        raise ValueError(f"{label_set!r} is a coarse scheme: its classes have no valence or arousal")
+    classes = label_scheme.classes
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape[-1] != len(classes):
         raise ValueError(
             f"{label_set!r} has {len(classes)} classes but probabilities have {probabilities.shape[-1]}"
         )
-    coordinates = np.array([valence_arousal(name) for name in classes])
-    return probabilities @ coordinates
+    per_class = np.array([(valence_arousal(name)[1], *unipolar_valence(name)) for name in classes])
+    arousal, positive, negative = np.moveaxis(probabilities @ per_class, -1, 0)
+    return np.stack([positive - negative, arousal, positive, negative], axis=-1)
+
+
+def expected_valence_arousal(probabilities: Sequence[float] | np.ndarray, label_set: str) -> np.ndarray:
+    """Probability-weighted (valence, arousal) for class probabilities over a label set; [..., 2]."""
+    return expected_affect(probabilities, label_set)[..., :2]
 
 
 # Lucey, P., Cohn, J. F., Kanade, T., Saragih, J., Ambadar, Z., & Matthews, I. (2010). The Extended

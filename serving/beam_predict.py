@@ -59,7 +59,8 @@ def parquet_schema(classes: Sequence[str]) -> pa.Schema:
     text = pa.large_string()
     types = {"file": text, "frame": pa.int64(), "time": pa.float64(), "face_id": pa.int64(),
              "box": pa.list_(pa.int64()), "landmarks": pa.list_(pa.list_(pa.float64())),
-             "top_emotion": text, "valence": pa.float64(), "arousal": pa.float64(), "coarse_label": text}
+             "top_emotion": text, "valence": pa.float64(), "arousal": pa.float64(),
+             "positive_valence": pa.float64(), "negative_valence": pa.float64(), "coarse_label": text}
     # The columns and their order are serving.tables's; this says only how Parquet stores each.
     return pa.schema([(name, types[name]) for name in LEADING_COLUMNS] + [(name, pa.float64()) for name in classes]
                      + [(name, types[name]) for name in TRAILING_COLUMNS])

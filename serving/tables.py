@@ -3,13 +3,15 @@
 Columns, in this order:
 
     file, frame, time, face_id, box, landmarks, <one probability column per class, named by the class>,
-    top_emotion, valence, arousal, coarse_label
+    top_emotion, valence, arousal, positive_valence, negative_valence, coarse_label
 
 `box` is (x, y, w, h) and `landmarks` a float32 (68, 2) array, both in pixels of the original image or frame.
 `time` is in seconds (0 for photos). `valence` and `arousal` are the probability-weighted circumplex
-coordinates of emopy_tfds.labels, and `coarse_label` the top emotion's polarity (positive, negative or
-neutral); a coarse-scheme model's class is its own coarse label and has no valence or arousal (NaN), and a
-model whose classes are no known emotion label set (FACS action units) has neither (NaN, None).
+coordinates of emopy_tfds.labels (bipolar, in [-1, 1]); `positive_valence` and `negative_valence` the
+probability-weighted unipolar valences (each in [0, 1], valence = positive - negative; labels.expected_affect),
+and `coarse_label` the top emotion's polarity (positive, negative or neutral). A coarse-scheme model's class is
+its own coarse label and has none of the four affect values (NaN), and a model whose classes are no known emotion
+label set (FACS action units) has neither (NaN, None).
 """
 
 from __future__ import annotations
@@ -29,23 +31,25 @@ from emopy_tfds import faces, labels
 OUTPUT_SUFFIXES = (".json", ".csv", ".parquet")
 
 LEADING_COLUMNS = ("file", "frame", "time", "face_id", "box", "landmarks")
-TRAILING_COLUMNS = ("top_emotion", "valence", "arousal", "coarse_label")
+TRAILING_COLUMNS = ("top_emotion", *labels.AFFECT_DIMENSIONS, "coarse_label")
 
 
-def affect(probabilities: np.ndarray, classes: Sequence[str]
-           ) -> tuple[list[str], np.ndarray, np.ndarray, list[str | None]]:
-    """Top emotion, valence, arousal and coarse label of each row of probabilities [B, K]."""
+def affect(probabilities: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """The trailing columns of rows of probabilities [B, K], by name in TRAILING_COLUMNS' order: top emotion
+    (list), valence, arousal, positive and negative valence (float64 arrays [B]) and coarse label (list)."""
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(classes))
     top = [classes[i] for i in np.argmax(probabilities, axis=1)] if len(probabilities) else []
-    missing = np.full(len(probabilities), np.nan)
     label_set = labels.label_set_of(classes)
-    if label_set is None:  # FACS action units, or classes of no known scheme
-        return top, missing, missing.copy(), [None] * len(top)
-    if labels.SCHEMES[label_set].coarse:  # the class already is the coarse label
-        return top, missing, missing.copy(), list(top)
-    coordinates = labels.expected_valence_arousal(probabilities, label_set).reshape(-1, 2)
-    polarity = labels.SCHEMES["pos_neg_neu"]
-    return top, coordinates[:, 0], coordinates[:, 1], [polarity.class_of(name) for name in top]
+    if label_set is None or labels.SCHEMES[label_set].coarse:
+        # FACS action units (or classes of no known scheme) have no coarse label; a coarse scheme's class is its own.
+        values = np.full((len(probabilities), len(labels.AFFECT_DIMENSIONS)), np.nan)
+        coarse = [None] * len(top) if label_set is None else list(top)
+    else:
+        values = labels.expected_affect(probabilities, label_set).reshape(-1, len(labels.AFFECT_DIMENSIONS))
+        polarity = labels.SCHEMES["pos_neg_neu"]
+        coarse = [polarity.class_of(name) for name in top]
+    columns = {name: values[:, k] for k, name in enumerate(labels.AFFECT_DIMENSIONS)}
+    return {"top_emotion": top, **columns, "coarse_label": coarse}
 
 
 def empty_table(classes: Sequence[str]) -> pd.DataFrame:
@@ -64,7 +68,7 @@ def face_table(found: Sequence[faces.Face], probabilities: np.ndarray, ids: Sequ
     if not found:
         return empty_table(classes)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    top, valence, arousal, coarse = affect(probabilities, classes)
+    trailing = affect(probabilities, classes)
     count = len(found)
     columns: dict[str, Any] = {
         "file": _cells([file] * count),
@@ -75,7 +79,7 @@ def face_table(found: Sequence[faces.Face], probabilities: np.ndarray, ids: Sequ
         "landmarks": _cells([np.asarray(face.landmarks, dtype=np.float32) for face in found]),
     }
     columns.update({name: probabilities[:, k] for k, name in enumerate(classes)})
-    columns.update({"top_emotion": _cells(top), "valence": valence, "arousal": arousal, "coarse_label": _cells(coarse)})
+    columns.update({name: _cells(value) if isinstance(value, list) else value for name, value in trailing.items()})
     # Every column is already an array of its final type, so pandas only wraps them: a table per video frame
     # costs a third of what building it from lists and Series does.
     return pd.DataFrame(columns, copy=False)
@@ -96,7 +100,7 @@ def concat_tables(tables: Iterable[pd.DataFrame], classes: Sequence[str]) -> pd.
 
 
 def _plain(value: Any) -> Any:
-    # JSON has no NaN: a missing valence or arousal is null.
+    # JSON has no NaN: a missing valence, arousal, positive or negative valence is null.
     if isinstance(value, (float, np.floating)):
         return None if math.isnan(value) else float(value)
     if isinstance(value, np.integer):

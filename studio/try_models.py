@@ -75,7 +75,8 @@ class TryModels:
 
 
 def face_bars(table: pd.DataFrame, classes: tuple[str, ...]) -> str:
-    """Each face's probabilities as bars, its top emotion first, with valence and arousal: HTML for the page."""
+    """Each face's probabilities as bars, its top emotion first, with valence, arousal and positive and negative
+    valence: HTML for the page."""
     if table.empty:
         return '<p class="emopy-none">No face found.</p>'
     parts = []
@@ -90,5 +91,6 @@ def face_bars(table: pd.DataFrame, classes: tuple[str, ...]) -> str:
             f'<div class="emopy-face" data-face="{int(row["face_id"])}"><h4>Face #{int(row["face_id"])}: '
             f'<span class="emopy-top">{html.escape(top)}</span> {float(row[top]):.0%}</h4>{bars}'
             f'<p class="emopy-affect">valence <b>{float(row["valence"]):+.2f}</b> · arousal '
-            f'<b>{float(row["arousal"]):+.2f}</b></p></div>')
+            f'<b>{float(row["arousal"]):+.2f}</b> · positive valence <b>{float(row["positive_valence"]):.2f}</b> · '
+            f'negative valence <b>{float(row["negative_valence"]):.2f}</b></p></div>')
     return "".join(parts)

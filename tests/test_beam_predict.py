@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -75,8 +76,9 @@ def test_rows_equal_emopy_predicts_in_the_same_columns(beam_run, expected):
     assert set(rows["file"]) == set(reference["file"]) and len(rows) == len(reference) == 2 + 4
     classes = predict.probability_columns(reference)
     np.testing.assert_allclose(rows[classes].to_numpy(), reference[classes].to_numpy(), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(rows[["time", "valence", "arousal"]].to_numpy(),
-                               reference[["time", "valence", "arousal"]].to_numpy(), rtol=0, atol=1e-5)
+    affect = ["valence", "arousal", "positive_valence", "negative_valence"]
+    np.testing.assert_allclose(rows[["time", *affect]].to_numpy(), reference[["time", *affect]].to_numpy(),
+                               rtol=0, atol=1e-5)
     for column in ("file", "frame", "face_id", "top_emotion", "coarse_label"):
         assert rows[column].tolist() == reference[column].tolist(), column
     assert [list(box) for box in rows["box"]] == [list(box) for box in reference["box"]]
@@ -85,6 +87,12 @@ def test_rows_equal_emopy_predicts_in_the_same_columns(beam_run, expected):
     # The Parquet files themselves: the same Arrow schema as emopy predict's file (pandas' metadata aside).
     (shard,) = output.glob("predictions-*.parquet")
     assert pq.read_schema(shard).equals(pq.read_schema(reference_file), check_metadata=False)
+    # The unipolar valences are float columns holding numbers in [0, 1], valence their difference.
+    schema = pq.read_schema(shard)
+    for column in ("positive_valence", "negative_valence"):
+        assert schema.field(column).type == pa.float64(), column
+        assert rows[column].between(0.0, 1.0).all(), column
+    np.testing.assert_allclose(rows["valence"], rows["positive_valence"] - rows["negative_valence"], atol=1e-12)
 
 
 def test_every_file_lands_in_exactly_one_output_and_nothing_is_dropped(beam_run, expected, inputs):

@@ -1,4 +1,4 @@
-"""Label sets, the mappings between them, coarse schemes and valence/arousal hold together."""
+"""Label sets, the mappings between them, coarse schemes, valence/arousal and unipolar valence hold together."""
 
 from __future__ import annotations
 
@@ -78,6 +78,64 @@ def test_expected_valence_arousal_weights_by_probability():
     assert labels.expected_valence_arousal(batch, "ck_plus").shape == (3, 2)
     with pytest.raises(ValueError, match="7 classes"):
         labels.expected_valence_arousal(np.ones(8) / 8, "fer2013")
+
+
+def _fer2013(**shares: float) -> np.ndarray:
+    probabilities = np.zeros(len(labels.FER2013))
+    for name, share in shares.items():
+        probabilities[labels.FER2013.index(name)] = share
+    return probabilities
+
+
+def test_unipolar_valence_splits_each_emotion_into_its_positive_and_negative_part():
+    assert labels.unipolar_valence("happy") == (0.87, 0.0)  # Warriner's 8.48 on 1..9
+    assert labels.unipolar_valence("sadness") == (0.0, 0.65)  # 2.4
+    assert labels.unipolar_valence("neutral") == (0.0, 0.0)
+    assert not any(np.signbit(labels.unipolar_valence("neutral")))  # never -0.0, which prints as "-0.00"
+    for emotion in labels.EMOTIONS:
+        positive, negative = labels.unipolar_valence(emotion)
+        assert 0 <= positive <= 1 and 0 <= negative <= 1 and min(positive, negative) == 0
+        assert positive - negative == labels.valence_arousal(emotion)[0]
+
+
+def test_expected_affect_of_pure_and_mixed_faces():
+    happy, sad = labels.VALENCE_AROUSAL["happiness"], labels.VALENCE_AROUSAL["sadness"]
+    assert labels.AFFECT_DIMENSIONS == ("valence", "arousal", "positive_valence", "negative_valence")
+    np.testing.assert_allclose(labels.expected_affect(_fer2013(happy=1.0), "fer2013"), [0.87, happy[1], 0.87, 0.0])
+    np.testing.assert_allclose(labels.expected_affect(_fer2013(sad=1.0), "fer2013"), [-0.65, sad[1], 0.0, 0.65])
+    np.testing.assert_array_equal(labels.expected_affect(_fer2013(neutral=1.0), "fer2013"), [0.0, 0.0, 0.0, 0.0])
+    # Half happy, half sad: valence near 0, yet both unipolar values well above it. A split of the mean valence
+    # (0.11 positive, 0 negative) would hide the sadness.
+    valence, arousal, positive, negative = labels.expected_affect(_fer2013(happy=0.5, sad=0.5), "fer2013")
+    assert valence == pytest.approx(0.11) and arousal == pytest.approx((happy[1] + sad[1]) / 2)
+    assert positive == pytest.approx(0.435) and negative == pytest.approx(0.325)
+    # docs/prediction.md's worked example.
+    worked = labels.expected_affect(_fer2013(happy=0.5, sad=0.3, neutral=0.2), "fer2013")
+    np.testing.assert_allclose(worked, [0.24, 0.02325, 0.435, 0.195])
+
+
+def test_expected_affect_is_bounded_and_valence_is_positive_minus_negative():
+    rng = np.random.default_rng(0)
+    for label_set in ("fer2013", "ck_plus", "ferplus", "fer2013_contempt"):
+        probabilities = rng.dirichlet(np.full(labels.scheme(label_set).num_classes, 0.3), size=500)
+        affect = labels.expected_affect(probabilities, label_set)
+        assert affect.shape == (500, 4)
+        valence, arousal, positive, negative = affect.T
+        assert np.all((positive >= 0) & (positive <= 1) & (negative >= 0) & (negative <= 1))
+        np.testing.assert_array_equal(valence, positive - negative)
+        # The same valence and arousal as before there were unipolar values, for expected_valence_arousal's callers.
+        np.testing.assert_allclose(affect[:, :2], labels.expected_valence_arousal(probabilities, label_set))
+        coordinates = np.array([labels.valence_arousal(name) for name in labels.scheme(label_set).classes])
+        np.testing.assert_allclose(affect[:, :2], probabilities @ coordinates, atol=1e-12)
+
+
+def test_expected_affect_refuses_coarse_and_unknown_label_sets():
+    with pytest.raises(ValueError, match="coarse scheme"):
+        labels.expected_affect([0.2, 0.7, 0.1], "pos_neg_neu")
+    with pytest.raises(ValueError, match="unknown label scheme"):
+        labels.expected_affect([0.9, 0.1], "facs")
+    with pytest.raises(ValueError, match="7 classes"):
+        labels.expected_affect(np.ones(8) / 8, "fer2013")
 
 
 def test_unknown_names_give_clear_errors():

@@ -78,8 +78,11 @@ def test_a_photo_gives_one_row_per_face_with_the_documented_columns(recognizer, 
     probabilities = _probabilities(photo_table)[0]
     assert np.all(probabilities >= 0) and probabilities.sum() == pytest.approx(1.0, abs=1e-5)
     assert row["top_emotion"] == CLASSES[int(np.argmax(probabilities))]
-    expected = labels.expected_valence_arousal(probabilities, "fer2013")
-    assert (row["valence"], row["arousal"]) == pytest.approx(tuple(expected))
+    expected = labels.expected_affect(probabilities, "fer2013")
+    assert (row["valence"], row["arousal"], row["positive_valence"], row["negative_valence"]) == pytest.approx(
+        tuple(expected))
+    assert 0 <= row["positive_valence"] <= 1 and 0 <= row["negative_valence"] <= 1
+    assert row["valence"] == row["positive_valence"] - row["negative_valence"]
     assert row["coarse_label"] == labels.SCHEMES["pos_neg_neu"].class_of(row["top_emotion"])
 
 
@@ -103,6 +106,10 @@ def test_local_and_served_predictions_agree(export_base, photo_files, photo_tabl
                 small.predict(photo_files["astronaut.png"])
     assert list(table.columns) == COLUMNS and table["box"].tolist() == photo_table["box"].tolist()
     np.testing.assert_allclose(_probabilities(table), _probabilities(photo_table), atol=1e-4)
+    # The server answers probabilities only; the rows' affect columns are computed here, as for a local export.
+    affect = ["valence", "arousal", "positive_valence", "negative_valence"]
+    np.testing.assert_allclose(table[affect].to_numpy(np.float64), photo_table[affect].to_numpy(np.float64),
+                               atol=1e-4)
 
 
 def test_a_video_gives_rows_for_every_kth_frame_with_one_stable_face_id(recognizer, video):
@@ -176,11 +183,29 @@ def test_tracker_keeps_ids_by_overlap_and_smooths_per_face():
 
 
 def test_coarse_and_unknown_label_sets_have_no_valence_or_arousal():
-    top, valence, arousal, coarse = predict.affect(np.array([[0.2, 0.7, 0.1]]), ["neutral", "positive", "negative"])
-    assert top == ["positive"] and coarse == ["positive"] and np.isnan(valence).all() and np.isnan(arousal).all()
-    top, valence, arousal, coarse = predict.affect(np.array([[0.9, 0.1]]), ["AU1", "AU2"])
-    assert top == ["AU1"] and coarse == [None] and np.isnan(valence).all() and np.isnan(arousal).all()
+    dimensions = ("valence", "arousal", "positive_valence", "negative_valence")
+    coarse = predict.affect(np.array([[0.2, 0.7, 0.1]]), ["neutral", "positive", "negative"])
+    assert tuple(coarse) == predict.TRAILING_COLUMNS
+    assert coarse["top_emotion"] == ["positive"] and coarse["coarse_label"] == ["positive"]
+    assert all(np.isnan(coarse[name]).all() for name in dimensions)
+    units = predict.affect(np.array([[0.9, 0.1]]), ["AU1", "AU2"])
+    assert units["top_emotion"] == ["AU1"] and units["coarse_label"] == [None]
+    assert all(np.isnan(units[name]).all() for name in dimensions)
     assert labels.label_set_of(labels.CK_PLUS) == "ck_plus" and labels.label_set_of(["x"]) is None
+
+
+def test_rows_carry_positive_and_negative_valence_beside_valence_and_arousal():
+    assert predict.TRAILING_COLUMNS == ("top_emotion", "valence", "arousal", "positive_valence", "negative_valence",
+                                        "coarse_label")
+    mixed = np.zeros((2, len(CLASSES)))
+    mixed[0, [CLASSES.index("happy"), CLASSES.index("sad")]] = 0.5  # ambivalent
+    mixed[1, CLASSES.index("happy")] = 1.0
+    rows = predict.affect(mixed, CLASSES)
+    happy, sad = labels.valence_arousal("happy")[0], labels.valence_arousal("sad")[0]
+    np.testing.assert_allclose(rows["positive_valence"], [0.5 * happy, happy])
+    np.testing.assert_allclose(rows["negative_valence"], [-0.5 * sad, 0.0])
+    np.testing.assert_array_equal(rows["valence"], rows["positive_valence"] - rows["negative_valence"])
+    assert rows["coarse_label"] == ["positive", "positive"]
 
 
 def test_sequence_models_are_refused_clearly():
@@ -219,6 +244,7 @@ def test_cli_reports_a_broken_file_and_still_predicts_the_others(export_base, ph
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert len(record["box"]) == 4 and np.asarray(record["landmarks"]).shape == (68, 2)
         assert record["coarse_label"] in ("positive", "negative", "neutral")
+        assert 0 <= record["positive_valence"] <= 1 and 0 <= record["negative_valence"] <= 1
     # Several inputs: OUT-<stem>.png for the photo and OUT-<stem>.mp4, every frame, for the video.
     assert cv2.imread(str(tmp_path / "out-astronaut.png")).shape == (512, 512, 3)
     written = cv2.VideoCapture(str(tmp_path / "out-sliding.mp4"))

@@ -156,6 +156,9 @@ def test_the_try_page_answers_a_photo_and_refuses_a_bomb_before_decoding(folder,
     assert picture.ndim == 3 and list(table["top_emotion"]) == ["happy"]
     bars = face_bars(table, models.recognizer(choices[0]).classes)
     assert "Face #0: <span class=\"emopy-top\">happy</span>" in bars and "valence" in bars and "arousal" in bars
+    row = table.iloc[0]
+    assert (f"positive valence <b>{row['positive_valence']:.2f}</b>" in bars
+            and f"negative valence <b>{row['negative_valence']:.2f}</b>" in bars)
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png_bomb(100_000, 100_000))
     with pytest.raises(ValueError, match="bomb.png: image .*too large to decode safely"):
