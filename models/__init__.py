@@ -127,6 +127,8 @@ ARCHITECTURES = {
                         HYPERPARAMETERS),
     "vgg_small": Architecture("vgg_small", "image", "VGG-style with batch norm, sized to train on CPUs",
                               HYPERPARAMETERS),
+    "infogan": Architecture("infogan", "image", "InfoGAN: generates faces of an asked expression; its critic "
+                            "classifies them", ("width",)),
 }
 
 
@@ -184,6 +186,18 @@ def recipe(name: str) -> dict:
     """How the named architecture is meant to be trained: {"optimizer": "adam" | "sgd_nesterov",
     "learning_rate": ..., ...}; a module's RECIPE, else Adam at 1e-3."""
     return dict(getattr(_module(name), "RECIPE", {"optimizer": "adam", "learning_rate": 1e-3}))
+
+
+def callbacks(name: str, log_dir: str) -> list[keras.callbacks.Callback]:
+    """Callbacks the named architecture adds to a training run on the chief, writing under `log_dir` (the
+    InfoGAN's grid of samples in TensorBoard); none for most."""
+    module = _module(name)
+    return module.callbacks(log_dir) if hasattr(module, "callbacks") else []
+
+
+def is_generative(model: keras.Model) -> bool:
+    """Whether a (loaded) model carries a generator that `emopy generate` can sample."""
+    return isinstance(getattr(model, "generator", None), keras.Model)
 
 
 def custom_objects() -> dict[str, Callable]:

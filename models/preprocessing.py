@@ -25,6 +25,17 @@ def scaled_pixels(image: tf.Tensor) -> tf.Tensor:
     return layers.Rescaling(1.0 / 255.0, name="pixels_to_unit_range")(image)
 
 
+def centred_pixels(image: tf.Tensor) -> tf.Tensor:
+    """Pixels in [0, 255] (uint8 crops, or a generator's floats) as floats in [-1, 1], by a Rescaling layer: the
+    range of a tanh, which a GAN's discriminator sees real and generated faces in."""
+    return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="pixels_to_centred_range")(image)
+
+
+def pixels_from_centred(values: tf.Tensor) -> tf.Tensor:
+    """`centred_pixels` undone: a generator's tanh output in [-1, 1] as float pixels in [0, 255], float32."""
+    return layers.Rescaling(127.5, offset=127.5, dtype="float32", name="centred_range_to_pixels")(values)
+
+
 def landmark_features(points: tf.Tensor) -> dict[str, tf.Tensor]:
     """{landmark_points, landmark_distances, landmark_angles} for points [..., 68, 2] in pixels.
 

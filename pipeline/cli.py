@@ -186,6 +186,20 @@ def _parser() -> argparse.ArgumentParser:
     visualize.add_argument("--split", default="test", choices=["train", "validation", "test"],
                            help="confusion: the split evaluated")
 
+    generate = commands.add_parser("generate", help="faces of an asked expression from an InfoGAN run")
+    generate.add_argument("--run", required=True, metavar="RUN_DIR", help="a run of `emopy train --model infogan`")
+    asked = generate.add_mutually_exclusive_group(required=True)
+    asked.add_argument("--emotion", metavar="NAME", help="the expression to generate (a class of the run)")
+    asked.add_argument("--all", action="store_true", help="every expression of the run, a row (or file set) each")
+    generate.add_argument("--count", type=int, default=16, metavar="N",
+                          help="faces per expression, or with --vary sweeps per expression (1-10,000; default 16)")
+    generate.add_argument("--vary", type=int, metavar="CODE",
+                          help="sweep continuous code CODE (0 or 1) from -1 to 1 in 8 steps, the rest of each face held")
+    generate.add_argument("--seed", type=int, default=0, metavar="N", help="the same seed makes the same faces")
+    generate.add_argument("--output", required=True, metavar="PNG|DIR",
+                          help="OUT.png: one grid; a folder: one PNG per face (EMOTION-NNNN.png)")
+    generate.add_argument("--overwrite", action="store_true", help="replace files already there")
+
     predict = commands.add_parser("predict", help="emotions of every face in photos, videos or a webcam")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="images, videos, directories or globs")
     predict.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of files (rows as they come)")
@@ -382,6 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_errors(lambda: print(visualize.run(
             args.run, args.kind, image=args.image, output=args.output, layer=args.layer, class_name=args.class_name,
             split=args.split)))
+    if args.command == "generate":
+        from emopy.pipeline import generate  # TensorFlow
+
+        return _report_errors(lambda: generate.run(args.run, args.output, emotion=args.emotion, every=args.all,
+                                                   count=args.count, vary=args.vary, seed=args.seed,
+                                                   overwrite=args.overwrite))
     if args.command == "predict" and args.beam is not None:
         return _predict_beam(args)
     if args.command == "predict":

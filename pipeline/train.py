@@ -6,7 +6,8 @@ The run directory holds everything export and prediction need, and what a killed
                      training ended, how ("finished": epochs asked and trained, stopped early or not)
     labels.txt       class names, one per line, in output order
     face_spec.json   how to crop a photo's face so it looks like the training inputs
-    model.keras      the final model (the best epoch's weights: validation loss, or accuracy for cosine schedules)
+    model.keras      the final model (the best epoch's weights: validation loss, or accuracy for cosine schedules;
+                     the last epoch's for constant ones)
     history.json     per-epoch metrics (history.csv while training; survives resumes)
     progress.json    where training is now (epoch, step), about once a second: the studio's progress bar
     best_checkpoint.*  the best weights so far (a TF checkpoint: restores under any strategy)
@@ -46,10 +47,11 @@ log = logging.getLogger(__name__)
 
 # Every key of a model's RECIPE (models.recipe) that the trainer carries out; a recipe holds no others, so
 # it never claims training that does not happen (tests check every architecture's).
-RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule",
+RECIPE_KEYS = frozenset({"optimizer", "learning_rate", "beta_1", "momentum", "nesterov", "weight_decay", "lr_schedule",
                          "plateau_monitor", "plateau_mode", "plateau_factor", "plateau_patience",
                          "class_weight_power"})
-# lr_schedule: "plateau" (the default: reduce on plateau, plateau_* keys) or "cosine" (to zero over --epochs).
+# lr_schedule: "plateau" (the default: reduce on plateau, plateau_* keys), "cosine" (to zero over --epochs) or
+# "constant" (every epoch at the recipe's rate, the last kept).
 LR_SCHEDULES = train_config.LR_SCHEDULES
 
 
@@ -125,7 +127,7 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Op
     if recipe["optimizer"] == "sgd_nesterov":
         return keras.optimizers.SGD(learning_rate, momentum=recipe.get("momentum", 0.9),
                                     nesterov=recipe.get("nesterov", True), weight_decay=recipe.get("weight_decay"))
-    return keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.Adam(learning_rate, beta_1=recipe.get("beta_1", 0.9))
 
 
 def plateau_callback(recipe: dict, patience: int) -> keras.callbacks.ReduceLROnPlateau:
@@ -151,20 +153,23 @@ def training_callbacks(recipe: dict, patience: int, run_dir: Path, write_dir: Pa
     log on the chief. `best_so_far`: the monitored value of the best epoch of earlier attempts, which a resumed
     or continued run's checkpoint must beat.
 
-    A cosine schedule runs to its end, without an early stop: while its learning rate is high, validation
-    accuracy wanders for longer than the patience (a 150-epoch vgg_small run on fer2013 stopped at epoch 64, at
-    64 %), and its gains come as the rate falls. It ends at its best, so its runs keep the most accurate epoch;
-    others the lowest validation loss.
+    A cosine or constant schedule runs to its end, without an early stop. While a cosine one's learning rate is
+    high, validation accuracy wanders for longer than the patience (a 150-epoch vgg_small run on fer2013 stopped
+    at epoch 64, at 64 %), and its gains come as the rate falls. It ends at its best, so its runs keep the most
+    accurate epoch. A constant one (a GAN's) keeps its last: a GAN's validation loss says nothing of its
+    generator. Others keep the lowest validation loss.
     """
-    cosine = recipe.get("lr_schedule", "plateau") == "cosine"
+    schedule = recipe.get("lr_schedule", "plateau")
     monitor = best_monitor(recipe)
     callbacks = [
         # The last epoch's state stays after training: a larger --epochs continues from it.
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=best_so_far),
+        # A constant schedule's "best" checkpoint is each epoch's in turn: the run keeps its last.
+        keras.callbacks.ModelCheckpoint(str(write_dir / BEST_WEIGHTS), monitor=monitor,
+                                        save_best_only=schedule != "constant", save_weights_only=True,
+                                        initial_value_threshold=best_so_far),
     ]
-    if not cosine:
+    if schedule == "plateau":
         callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
                       plateau_callback(recipe, patience)]
     if chief:
@@ -327,7 +332,8 @@ def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.
     best_so_far = (max(earlier) if monitor == "val_accuracy" else min(earlier)) if earlier else None
     callbacks = [*training_callbacks(recipe, config.patience, run_dir, write_dir, chief, best_so_far), *callbacks]
     if chief:
-        callbacks.append(ProgressFile(run_dir / PROGRESS_FILE, config.epochs, steps_per_epoch))
+        callbacks += [ProgressFile(run_dir / PROGRESS_FILE, config.epochs, steps_per_epoch),
+                      *models.callbacks(config.model, str(run_dir / "logs" / "samples"))]
     log.info("training %s on %s: %d replicas (%s), global batch %d, %s", config.model, config.dataset, replicas,
              strategy_name(strategy), global_batch, record["mixed_precision"])
     model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,

@@ -21,7 +21,7 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 # pipeline.augment.NAMED's recipes (that module imports TensorFlow, which building the command line must not).
 AUGMENTATIONS = ("standard", "photo", "tight")
 # The learning-rate schedules pipeline.train carries out (a recipe's lr_schedule, or --lr-schedule).
-LR_SCHEDULES = ("plateau", "cosine")
+LR_SCHEDULES = ("plateau", "cosine", "constant")
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
@@ -63,7 +63,8 @@ class TrainConfig:
         "dropout rate (cnn, vgg, vgg_small; default: the architecture's own)", type=float, metavar="P"))
     lr_schedule: str | None = dataclasses.field(default=None, metadata=_flag(
         "plateau: halve the learning rate when validation stalls, stop early after --patience; cosine: to zero "
-        "over --epochs, every epoch run (default: the model's recipe)", choices=LR_SCHEDULES))
+        "over --epochs, every epoch run; constant: the same rate throughout, every epoch run, the last one kept "
+        "(a GAN's) (default: the model's recipe)", choices=LR_SCHEDULES))
     batch_size: int = dataclasses.field(default=64, metadata=_flag(
         "per replica; the global batch is N x replicas", type=int, metavar="N"))
     learning_rate: float | None = dataclasses.field(default=None, metadata=_flag(
