@@ -348,16 +348,38 @@ def model_inputs(records: dict, spec: models.InputSpec, augmentation: augment_li
     return models.named_inputs(spec, images, points)
 
 
+def added_records(faces: np.ndarray, class_ids: np.ndarray, config: DataConfig, spec: models.InputSpec
+                  ) -> tf.data.Dataset:
+    """Records (as `_record` makes) of faces made elsewhere, uint8 [N, S, S, C] of classes `class_ids`: a vote
+    target puts all its share on the class. They have no landmarks, so only image models take them."""
+    if spec.uses_landmarks or not spec.uses_images:
+        raise ValueError(f"added faces have no landmarks: only image models take them, not a {spec.kind!r} model")
+    if faces.shape[1:] != (spec.image_size, spec.image_size, spec.channels):
+        raise ValueError(f"added faces are {faces.shape[1:]}, the model takes {spec.image_size}x{spec.image_size}")
+    class_ids = np.asarray(class_ids, np.int64)
+    target = (np.eye(len(class_names(config)), dtype=np.float32)[class_ids] if config.target_kind == "votes"
+              else class_ids)
+    return tf.data.Dataset.from_tensor_slices({
+        "image": faces, "class_id": class_ids, "target": target,
+        "landmarks": np.zeros((len(faces), spec.num_landmarks, 2), np.float32)})
+
+
 def batches(config: DataConfig, split: str, spec: models.InputSpec, *, batch_size: int, training: bool = False,
             class_weights: dict[str, float] | None = None,
             augmentation: augment_lib.Augmentation | None = augment_lib.Augmentation(),
-            seed: int | None = None) -> tf.data.Dataset:
+            seed: int | None = None, added: tuple[np.ndarray, np.ndarray] | None = None) -> tf.data.Dataset:
     """Batches of (inputs, targets[, sample weights]) for Keras. Training shuffles, drops the last partial batch
     (every replica then gets equal batches), augments and weights classes; evaluation keeps every example in order.
+    `added`: faces and class ids to train on beside the split's (training only), spread evenly through each epoch.
     """
     ds = examples(config, split, spec, shuffle_files=training)
     if training:
         ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    if training and added is not None and len(added[0]):
+        extra = added_records(*added, config, spec).shuffle(len(added[0]), seed=seed, reshuffle_each_iteration=True)
+        real = sum(label_counts(config, split)["classes"].values())
+        share = len(added[0]) / (real + len(added[0]))
+        ds = tf.data.Dataset.sample_from_datasets([ds, extra], weights=[1 - share, share], seed=seed)
     ds = ds.batch(batch_size, drop_remainder=training)
     weights = None
     if class_weights is not None and config.task == "emotion":

@@ -17,9 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emopy import models
 from emopy.models import infogan
-from emopy.pipeline.run_dir import RunDir
+from emopy.pipeline.infogan_faces import generator_run, load_generator
 from emopy_tfds import images, labels
 
 MAX_COUNT = 10_000
@@ -36,23 +35,6 @@ class Generated:
     emotions: list[str]
     code_values: list[float | None]
     rows: list[tuple[str, np.ndarray]]  # (expression, faces of the row)
-
-
-def generator_run(run: str | Path) -> RunDir:
-    """The run, refused unless it is an InfoGAN's (read from its config.json, before any model is loaded)."""
-    opened = RunDir.open(run)
-    model_name = opened.settings.get("model")
-    if model_name != "infogan":
-        raise ValueError(f"{opened.path} is a {model_name} run, not an InfoGAN: emopy generate needs a run of "
-                         f"`emopy train --model infogan`")
-    return opened
-
-
-def load_generator(opened: RunDir) -> infogan.InfoGAN:
-    model = opened.load_model()
-    if not models.is_generative(model):
-        raise ValueError(f"{opened.model_file} holds no generator: is {opened.path} a finished InfoGAN run?")
-    return model
 
 
 def class_ids(class_names: list[str], emotion: str | None, every: bool) -> list[int]:

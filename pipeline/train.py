@@ -32,11 +32,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from emopy import models
-from emopy.pipeline import data, train_config
+from emopy.pipeline import data, infogan_faces, train_config
 from emopy.pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
 from emopy.pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
                                     LABELS_FILE, MODEL_FILE, PROGRESS_FILE, RunDir, how_it_ended, read_history,
@@ -278,8 +279,17 @@ def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.
 
     class_names = data.class_names(data_config)
     counts = {split: data.label_counts(data_config, split) for split in ("train", "validation")}
+    added = (infogan_faces.training_faces(config.add_generated, class_names, seed=config.seed or 0)
+             if config.add_generated else None)
+    # What the model sees each epoch, real faces and made ones: the class weights and the epoch's steps follow it.
+    seen = counts["train"]
+    if added is not None:
+        made = np.bincount(added[1], minlength=len(class_names))
+        counts["generated"] = {"classes": dict(zip(class_names, made.tolist())), "left_out": 0}
+        seen = {**seen, "classes": {name: count + int(made[k])
+                                    for k, (name, count) in enumerate(seen["classes"].items())}}
     recipe = config.recipe
-    class_weights = (data.balanced_class_weights(counts["train"], recipe.get("class_weight_power", 1.0))
+    class_weights = (data.balanced_class_weights(seen, recipe.get("class_weight_power", 1.0))
                      if config.class_weights and config.task == "emotion" else None)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
@@ -293,7 +303,7 @@ def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.
         "strategy": {"name": strategy_name(strategy), "replicas": replicas, "global_batch_size": global_batch},
         "mixed_precision": keras.mixed_precision.global_policy().name,
     }
-    if (counts["train"]["classes"] and sum(counts["train"]["classes"].values()) < global_batch
+    if (seen["classes"] and sum(seen["classes"].values()) < global_batch
             and config.task == "emotion"):
         raise ValueError(f"the train split has fewer examples than one global batch ({global_batch}); "
                          f"lower --batch-size")
@@ -313,13 +323,13 @@ def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.
 
     augmentation = AUGMENTATIONS[config.augmentation] if config.augment else None
     train = data.batches(data_config, "train", spec, batch_size=global_batch, training=True,
-                         class_weights=class_weights, augmentation=augmentation, seed=config.seed)
+                         class_weights=class_weights, augmentation=augmentation, seed=config.seed, added=added)
     validation = data.batches(data_config, "validation", spec, batch_size=global_batch)
 
     with strategy.scope():
         model = models.build(config.model, spec, len(class_names), multi_label=config.task == "facs",
                              width=config.width, dropout=config.dropout)
-        steps_per_epoch = max(1, sum(counts["train"]["classes"].values()) // global_batch)
+        steps_per_epoch = max(1, sum(seen["classes"].values()) // global_batch)
         model.compile(optimizer=_optimizer(config, steps_per_epoch),
                       loss=models.loss(config.model, multi_label=config.task == "facs",
                                        soft_targets=data_config.target_kind == "votes"),

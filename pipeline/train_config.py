@@ -82,6 +82,9 @@ class TrainConfig:
         choices=AUGMENTATIONS))
     class_weights: bool = dataclasses.field(default=True, metadata=_flag(
         "do not weight rare classes up", flag="--no-class-weights"))
+    add_generated: str | None = dataclasses.field(default=None, metadata=_flag(
+        "train also on faces an InfoGAN run makes, e.g. runs/infogan:disgust=2000,contempt=2000 (image models; "
+        "the faces are made once, seeded by --seed, and mixed into every epoch)", metavar="RUN:EMOTION=N,..."))
     patience: int = dataclasses.field(default=10, metadata=_flag(
         "epochs without improvement to stop (plateau-scheduled models; a cosine schedule runs every epoch)",
         type=int, metavar="N"))

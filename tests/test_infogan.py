@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import tf_keras as keras
 
 from emopy import models
 from emopy.models import infogan
-from emopy.pipeline import cli, generate, train
+from emopy.pipeline import cli, data, generate, infogan_faces, train
 from emopy.pipeline.run_dir import RunDir
 
 CLASSES = 8
@@ -138,8 +139,8 @@ def test_generate_writes_a_grid_and_single_faces_the_same_under_a_seed(infogan_r
 
 
 def test_a_sweep_holds_the_face_and_moves_one_code(infogan_run):
-    opened = generate.generator_run(infogan_run)
-    model = generate.load_generator(opened)
+    opened = infogan_faces.generator_run(infogan_run)
+    model = infogan_faces.load_generator(opened)
     swept = generate.generate(model, opened.class_names, [3], count=2, seed=5, vary=0)
     assert swept.faces.shape == (2 * generate.SWEEP_STEPS, 48, 48, 1)
     assert swept.code_values[:generate.SWEEP_STEPS] == pytest.approx(list(np.linspace(-1, 1, generate.SWEEP_STEPS)))
@@ -174,6 +175,53 @@ def test_files_already_there_are_kept_unless_overwrite(infogan_run, tmp_path, ca
     assert target.read_bytes() == b"mine" and "add --overwrite" in capsys.readouterr().err
     assert cli.main(["generate", "--run", str(infogan_run), "--all", "--output", str(target), "--overwrite"]) == 0
     assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_faces_an_infogan_makes_are_spread_through_each_training_epoch(infogan_run, training_data):
+    config = data.DataConfig("fer2013/ferplus", data_dir=str(training_data))
+    spec = models.InputSpec(kind="image")
+    names = list(data.class_names(config))
+    faces, ids = infogan_faces.training_faces(f"{infogan_run}:disgust=30,contempt=10", names, seed=1)
+    assert faces.shape == (40, 48, 48, 1) and sorted(set(ids)) == [names.index("disgust"), names.index("contempt")]
+    np.testing.assert_array_equal(infogan_faces.training_faces(f"{infogan_run}:disgust=30,contempt=10", names,
+                                                               seed=1)[0], faces)
+    real = sum(data.label_counts(config, "train")["classes"].values())
+    made = {face.tobytes() for face in faces}
+    positions, seen = [], 0
+    for inputs, targets in data.batches(config, "train", spec, batch_size=1, training=True, augmentation=None,
+                                        seed=0, added=(faces, ids)):
+        if inputs["image"].numpy()[0].tobytes() in made:
+            positions.append(seen)
+            # A vote target puts all its share on the face's class.
+            assert sorted(targets.numpy()[0].tolist())[-2:] == [0.0, 1.0]
+        seen += 1
+    assert seen == real + 40 and len(positions) == 40
+    assert np.mean(positions) == pytest.approx((real + 40) / 2, rel=0.3)  # spread, not appended
+
+
+def test_a_classifier_trains_on_added_generated_faces(infogan_run, training_data, tmp_path):
+    record = train.run(train.TrainConfig(dataset="fer2013/ferplus", model="cnn", out=str(tmp_path / "run"),
+                                         data_dir=str(training_data), epochs=1, batch_size=16,
+                                         add_generated=f"{infogan_run}:disgust=48"))
+    assert record["label_counts"]["generated"]["classes"]["disgust"] == 48
+    real = record["label_counts"]["train"]["classes"]
+    weights = data.balanced_class_weights({"classes": {**real, "disgust": real["disgust"] + 48}}, 1.0)
+    assert record["class_weights"] == pytest.approx(weights)
+
+
+@pytest.mark.parametrize("request_, message", [
+    ("runs/infogan", "give RUN:EMOTION=N"),
+    ("runs/infogan:disgust", "give RUN:EMOTION=N"),
+    ("{run}:joy=5", "unknown emotion 'joy'"),
+    ("{run}:disgust=0", "0 disgust faces; give 1 to 100,000"),
+    ("{cnn}:disgust=5", "is a cnn run, not an InfoGAN"),
+])
+def test_bad_add_generated_requests_are_refused_naming_the_value(infogan_run, runs, request_, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        infogan_faces.training_faces(request_.format(run=infogan_run, cnn=runs["cnn"]), ["disgust", "happy"])
+    with pytest.raises(ValueError, match="only image models"):
+        data.added_records(np.zeros((1, 48, 48, 1), np.uint8), np.zeros(1), data.DataConfig("fer2013"),
+                           models.InputSpec(kind="image_landmarks"))
 
 
 MIRRORED_SCRIPT = """
