@@ -1,7 +1,7 @@
 """Benchmark of the rows' affect columns against FER+'s crowd: a model's valence, arousal and positive and negative
 valence beside the same quantities from each face's vote shares, and against a split of the mean valence.
 
-Run: python benchmarks/affect_dimensions.py [--data-dir /work/tfds] [--model ferplus]
+Run: python benchmarks/affect_dimensions.py [--data-dir DATA] [--model ferplus]
 
 Reads real FER+ (`emopy build fer2013 --config ferplus --manual-dir DIR --data-dir DATA`) from --data-dir; says
 so in one line and exits 1 when it is not built there.
@@ -83,8 +83,8 @@ def mae_and_r(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("/work/tfds"),
-                        help="where fer2013/ferplus is built (default: /work/tfds)")
+    parser.add_argument("--data-dir", type=Path, default=Path("~/tensorflow_datasets").expanduser(),
+                        help="where fer2013/ferplus is built (default: ~/tensorflow_datasets)")
     parser.add_argument("--model", default="ferplus", help="a shipped model's name or an export (default: ferplus)")
     args = parser.parse_args()
     check_built(args.data_dir)

@@ -1,7 +1,7 @@
 """Benchmark of an InfoGAN run's faces: does the shipped `ferplus` model read the asked expression, how far are they
 from real faces, and how fast 64 are made. Real faces are measured the same way in the same run, beside them.
 
-Run: python benchmarks/generate.py --run RUN [--data-dir /work/tfds] [--per-class 250] [--fid-faces 2000]
+Run: python benchmarks/generate.py --run RUN [--data-dir DATA] [--per-class 250] [--fid-faces 2000]
                                    [--samples docs/infogan_samples.png]
 
 Reads real FER+ (`emopy build fer2013 --config ferplus ...`) from --data-dir; says so in one line and exits 1 when
@@ -114,7 +114,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="an InfoGAN run (emopy train --model infogan)")
-    parser.add_argument("--data-dir", type=Path, default=Path("/work/tfds"))
+    parser.add_argument("--data-dir", type=Path, default=Path("~/tensorflow_datasets").expanduser(),
+                        help="where fer2013/ferplus is built (default: ~/tensorflow_datasets)")
     parser.add_argument("--per-class", type=int, default=250, help="generated faces per expression for agreement")
     parser.add_argument("--fid-faces", type=int, default=2000, help="faces in each set of the Fréchet distance")
     parser.add_argument("--seed", type=int, default=0)
