@@ -5,15 +5,15 @@
 # (disgust and contempt recall), and prints them side by side (benchmarks/rare_classes.py).
 # Reads ../shared/data (fer2013 with FER+'s votes, and wild_dev; never part of the repository).
 #   benchmarks/rare_classes.sh INFOGAN_RUN [RUNS_DIR] [DATA_DIR] [PER_CLASS]
-#   (defaults: runs-rare, ~/tensorflow_datasets, 2000 faces of each class; EPOCHS=15 by default)
+#   (defaults: runs-rare, ~/tensorflow_datasets, 1000 faces of each class; EPOCHS=8 by default)
 # Rerun after a kill: each run resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 infogan=$1
 runs=${2:-runs-rare}
 data_dir=${3:-~/tensorflow_datasets}
-per_class=${4:-2000}
-epochs=${EPOCHS:-15}
+per_class=${4:-1000}
+epochs=${EPOCHS:-8}
 wild=../shared/data/wild_dev
 if [ ! -f "$wild/labels.csv" ]; then
   echo "rare_classes.sh: wild_dev is not here ($wild/labels.csv); nothing to compare on real photos" >&2
