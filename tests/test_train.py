@@ -157,6 +157,7 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+@pytest.mark.scale  # 47 s of two worker processes; CI runs it with the scale checks
 def test_multi_worker_two_local_processes_train_and_both_finish(training_data, tmp_path):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     run_dir = tmp_path / "run"
