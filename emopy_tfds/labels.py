@@ -1,4 +1,4 @@
-"""Emotion label sets, the mappings between them, coarse schemes, and valence/arousal and unipolar valence.
+"""Emotion label sets, the mappings between them, coarse schemes, valence/arousal, and WESAD's affective states.
 
 This is the only module that knows label names and ids; everything else imports it.
 
@@ -20,6 +20,9 @@ FERPLUS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "f
 # FER+'s eight emotions in emopy's names: fer2013's seven, in their ids, then contempt. What the shipped FER+
 # model answers, so its first seven classes are the fer2013 model's.
 FER2013_CONTEMPT = FER2013 + ("contempt",)
+# WESAD's affective states (Schmidt et al. 2018), in the ids its pickles use less one: WESAD labels 1..4 are these;
+# 0 (transient) and 5..7 (not used) have no state. States, not emotions: the emotion schemes never hold them.
+WESAD = ("baseline", "stress", "amusement", "meditation")
 
 # What a model learns from a face's labels: its one majority class, or the share of crowd votes (FER+) each
 # class got, as soft targets.
@@ -49,9 +52,14 @@ class LabelScheme:
     name: str
     classes: tuple[str, ...]
     coarse: bool = False
+    # A scheme of affective states (WESAD's) instead of emotions: the states each class holds, by class.
+    states: tuple[tuple[str, ...], ...] | None = None
 
     def class_of(self, emotion: str) -> str | None:
-        """The class of a canonical emotion in this scheme, or None where the scheme has none."""
+        """The class of a canonical emotion (or of a state, in a scheme of states) in this scheme, or None where the
+        scheme has none."""
+        if self.states is not None:
+            return next((name for name, held in zip(self.classes, self.states) if emotion in held), None)
         emotion = canonical(emotion)
         if self.coarse:
             polarity = POLARITY[emotion]
@@ -77,6 +85,11 @@ SCHEMES = {
         LabelScheme("pos_neg_neu", ("neutral", "positive", "negative"), coarse=True),
         # Its two-class scheme: negative emotions have no class here and are left out, not relabelled.
         LabelScheme("pos_neu", ("neutral", "positive"), coarse=True),
+        LabelScheme("wesad", WESAD, states=tuple((state,) for state in WESAD)),
+        # Schmidt et al. (2018)'s two benchmark tasks: three-class (meditation left out), and binary stress
+        # against baseline and amusement together (meditation left out again).
+        LabelScheme("wesad3", WESAD[:3], states=tuple((state,) for state in WESAD[:3])),
+        LabelScheme("stress", ("non_stress", "stress"), states=(("baseline", "amusement"), ("stress",))),
     )
 }
 
@@ -108,6 +121,13 @@ def mapping(source: str, target: str) -> tuple[int | None, ...]:
     source_scheme, target_scheme = scheme(source), scheme(target)
     if source_scheme.coarse:
         raise ValueError(f"{source!r} is a coarse scheme; map from an emotion label set instead")
+    if (source_scheme.states is None) != (target_scheme.states is None):
+        kinds = {True: "affective states (WESAD's)", False: "emotions"}
+        raise ValueError(f"{source!r} labels {kinds[source_scheme.states is not None]} and {target!r} "
+                         f"{kinds[target_scheme.states is not None]}: one cannot be mapped to the other")
+    if source_scheme.states is not None and any(held != (name,) for name, held in
+                                                zip(source_scheme.classes, source_scheme.states)):
+        raise ValueError(f"{source!r} groups several states in one class; map from 'wesad' instead")
     ids = []
     for name in source_scheme.classes:
         target_name = target_scheme.class_of(name)

@@ -86,7 +86,7 @@ def labels_scheme(emotions: Iterable[str]) -> str:
     spelled = {emotion.strip().lower() for emotion in emotions}
     wanted = {labels.canonical(emotion) for emotion in spelled}
     covering = [scheme for scheme in labels.SCHEMES.values()
-                if not scheme.coarse and wanted <= {labels.canonical(name) for name in scheme.classes}]
+                if not scheme.coarse and scheme.states is None and wanted <= {labels.canonical(name) for name in scheme.classes}]
     return min(covering, key=lambda scheme: (not spelled <= set(scheme.classes), scheme.num_classes)).name
 
 

@@ -143,3 +143,21 @@ def test_unknown_names_give_clear_errors():
         labels.canonical("joy")
     with pytest.raises(ValueError, match="unknown label scheme 'fer'"):
         labels.scheme("fer")
+
+
+def test_wesad_schemes_are_the_papers_tasks():
+    assert labels.mapping("wesad", "wesad") == (0, 1, 2, 3)
+    # Three-class: baseline, stress, amusement; meditation has no class and is left out.
+    assert labels.mapping("wesad", "wesad3") == (0, 1, 2, None)
+    # Binary: baseline and amusement are non-stress; meditation is left out here too.
+    assert labels.scheme("stress").classes == ("non_stress", "stress")
+    np.testing.assert_array_equal(labels.convert([0, 1, 2, 3], "wesad", "stress"), [0, 1, 0, -1])
+
+
+def test_states_and_emotions_do_not_map_to_each_other():
+    with pytest.raises(ValueError, match="affective states"):
+        labels.mapping("fer2013", "stress")
+    with pytest.raises(ValueError, match="affective states"):
+        labels.mapping("wesad", "ck_plus")
+    with pytest.raises(ValueError, match="groups several states"):
+        labels.mapping("stress", "wesad")
