@@ -5,8 +5,10 @@
     model = models.build("vgg", spec, num_classes=7)
 
 Every model takes a dict of named inputs (see `input_shapes`): what a face crop really is, uint8 pixels at
-the crop size and the 68 landmarks in crop pixels. Its first layers turn them into network numbers
-(`models.preprocessing`), and it ends in a float32 output layer, so that it trains under mixed precision.
+the crop size and the 68 landmarks in crop pixels, or for the physiological models what a WESAD window holds,
+its named features (NaN where undefined) or its resampled signals. Its first layers turn them into network
+numbers (`models.preprocessing`), and it ends in a float32 output layer, so that it trains under mixed precision.
+Signal models normalise with statistics of the training split: `adapt` sets them before training.
 """
 
 from __future__ import annotations
@@ -17,26 +19,45 @@ import json
 from typing import Callable
 
 import tf_keras as keras
+from tf_keras import layers
 
 from emopy.models import preprocessing
 
 # What each input kind feeds the model, by input name.
-INPUT_KINDS = ("image", "landmarks", "image_landmarks", "image_sequence", "landmark_sequence")
+FACE_KINDS = ("image", "landmarks", "image_landmarks", "image_sequence", "landmark_sequence")
+# A physiological window's named features (float32 [num_features]), or its signals (float32 [window_samples,
+# channels]).
+SIGNAL_KINDS = ("signal_features", "signal_window")
+INPUT_KINDS = FACE_KINDS + SIGNAL_KINDS
+# The InputSpec fields only signal kinds use: left out of to_json where they are 0, so a face model's
+# input_spec.json reads as it did before signals came.
+_SIGNAL_FIELDS = ("num_features", "window_samples")
 
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """What a model is fed: the input kind, the square image side, channels, frames per sequence."""
+    """What a model is fed: the input kind, the square image side, channels (of the image, or of a signal
+    window), frames per sequence; for signal kinds, the features per window and the samples per window."""
 
     kind: str
     image_size: int = 48
     channels: int = 1
     sequence_length: int = 10
     num_landmarks: int = 68
+    num_features: int = 0
+    window_samples: int = 0
 
     def __post_init__(self):
         if self.kind not in INPUT_KINDS:
             raise ValueError(f"unknown input kind {self.kind!r}; known: {', '.join(INPUT_KINDS)}")
+        if self.kind == "signal_features" and self.num_features < 1:
+            raise ValueError("a 'signal_features' input needs num_features (the dataset's feature names)")
+        if self.kind == "signal_window" and (self.window_samples < 1 or self.channels < 1):
+            raise ValueError("a 'signal_window' input needs window_samples and channels (the dataset's window)")
+
+    @property
+    def uses_signals(self) -> bool:
+        return self.kind in SIGNAL_KINDS
 
     @property
     def uses_images(self) -> bool:
@@ -51,7 +72,8 @@ class InputSpec:
         return self.kind.endswith("_sequence")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        fields = dataclasses.asdict(self)
+        return json.dumps({key: value for key, value in fields.items() if key not in _SIGNAL_FIELDS or value})
 
     @classmethod
     def from_json(cls, text: str) -> "InputSpec":
@@ -71,7 +93,8 @@ def named_inputs(spec: InputSpec, pixels, landmarks) -> dict:
 
 def input_shapes(spec: InputSpec) -> dict[str, tuple[int, ...]]:
     """The model's named inputs and their shapes (without the batch dimension): `image` (or `frames`), uint8
-    pixels, and `landmarks`, float32 (x, y) in the pixels of that image."""
+    pixels, and `landmarks`, float32 (x, y) in the pixels of that image; `features` or `signals`, float32, for
+    the signal kinds."""
     image = (spec.image_size, spec.image_size, spec.channels)
     points = (spec.num_landmarks, 2)
     time = (spec.sequence_length,)
@@ -81,12 +104,14 @@ def input_shapes(spec: InputSpec) -> dict[str, tuple[int, ...]]:
         "image_landmarks": {"image": image, "landmarks": points},
         "image_sequence": {"frames": time + image},
         "landmark_sequence": {"landmarks": time + points},
+        "signal_features": {"features": (spec.num_features,)},
+        "signal_window": {"signals": (spec.window_samples, spec.channels)},
     }[spec.kind]
 
 
 def input_dtype(name: str) -> str:
-    """uint8 for pixels, float32 for landmarks."""
-    return "float32" if name == "landmarks" else "uint8"
+    """uint8 for pixels, float32 for landmarks and physiological values."""
+    return "float32" if name in ("landmarks", "features", "signals") else "uint8"
 
 
 def inputs(spec: InputSpec) -> dict[str, keras.Input]:
@@ -105,6 +130,13 @@ HYPERPARAMETERS = ("width", "dropout")
 def scaled_units(units: int, width: float) -> int:
     """A layer's `units` (filters or units) at `width` times the described size, at least 4."""
     return max(4, round(units * width))
+
+
+def output_head(features, num_classes: int, output_activation: str = "softmax"):
+    """The output of a model: a Dense layer of `num_classes` logits, then its activation in float32, so that
+    softmax/sigmoid and the loss stay accurate under the mixed_float16 policy."""
+    logits = layers.Dense(num_classes, name="logits")(features)
+    return layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +161,10 @@ ARCHITECTURES = {
                               HYPERPARAMETERS),
     "infogan": Architecture("infogan", "image", "InfoGAN: generates faces of an asked expression; its critic "
                             "classifies them", ("width",)),
+    "physio_mlp": Architecture("physio_mlp", "signal_features", "MLP on a physiological window's named features "
+                               "(WESAD)", HYPERPARAMETERS),
+    "signal_cnn": Architecture("signal_cnn", "signal_window", "1-D CNN on a physiological window's raw signals "
+                               "(WESAD)", HYPERPARAMETERS),
 }
 
 
@@ -193,6 +229,23 @@ def callbacks(name: str, log_dir: str) -> list[keras.callbacks.Callback]:
     InfoGAN's grid of samples in TensorBoard); none for most."""
     module = _module(name)
     return module.callbacks(log_dir) if hasattr(module, "callbacks") else []
+
+
+def adapt(model: keras.Model, inputs) -> list[str]:
+    """Sets the normalisation statistics of a signal model (its FiniteNormalization layers, named
+    "<input>_normalization") from `inputs`, a tf.data.Dataset of the training split's input dicts, as keras-io's
+    structured-data examples adapt before `fit`. The statistics are layer weights: saved with the model, restored
+    with its checkpoints. Returns the inputs adapted; face models have none."""
+    adapted = []
+    for name in model.input_names:
+        try:
+            layer = model.get_layer(f"{name}_normalization")
+        except ValueError:
+            continue
+        if isinstance(layer, preprocessing.FiniteNormalization):
+            layer.adapt(inputs.map(lambda batch, name=name: batch[name]))
+            adapted.append(name)
+    return adapted
 
 
 def is_generative(model: keras.Model) -> bool:

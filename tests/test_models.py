@@ -17,7 +17,10 @@ BATCH = 4
 
 
 def spec_for(name: str, image_size: int = 48) -> models.InputSpec:
-    return models.InputSpec(kind=models.architecture(name).input_kind, image_size=image_size, sequence_length=4)
+    kind = models.architecture(name).input_kind
+    if kind in models.SIGNAL_KINDS:  # a small physiological window: 6 features, or 64 samples of 3 channels
+        return models.InputSpec(kind=kind, num_features=6, window_samples=64, channels=3)
+    return models.InputSpec(kind=kind, image_size=image_size, sequence_length=4)
 
 
 def random_inputs(spec: models.InputSpec, batch: int = BATCH, seed: int = 0) -> dict[str, np.ndarray]:
