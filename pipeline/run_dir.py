@@ -21,14 +21,17 @@ from emopy_tfds import faces
 from emopy.pipeline.train_config import TrainConfig
 
 CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE = "config.json", "labels.txt", "face_spec.json"
+# A physiological run's counterpart of the face spec: the dataset's feature names, channels, rate and window, and
+# which subjects the run was tested and validated on.
+SIGNAL_SPEC_FILE = "signal_spec.json"
 MODEL_FILE, HISTORY_FILE, HISTORY_CSV, BEST_WEIGHTS = "model.keras", "history.json", "history.csv", "best_checkpoint"
 BACKUP_DIR, LOGS_DIR = "backup", "logs"
 # Where training is now (train.ProgressFile), for the studio's progress bar.
 PROGRESS_FILE = "progress.json"
 # What `emopy train` writes in a run directory, and so all that --overwrite removes: evaluation reports, pictures
 # and anything else in the folder stay. ("checkpoint" is TensorFlow's index of the best checkpoint.)
-TRAINING_FILES = (CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE, MODEL_FILE, HISTORY_FILE, HISTORY_CSV, PROGRESS_FILE,
-                  "checkpoint",
+TRAINING_FILES = (CONFIG_FILE, LABELS_FILE, FACE_SPEC_FILE, SIGNAL_SPEC_FILE, MODEL_FILE, HISTORY_FILE, HISTORY_CSV,
+                  PROGRESS_FILE, "checkpoint",
                   f"{BEST_WEIGHTS}.index", f"{BEST_WEIGHTS}.data-*", "*.json.tmp", BACKUP_DIR, LOGS_DIR)
 
 

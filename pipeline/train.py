@@ -5,7 +5,9 @@ The run directory holds everything export and prediction need, and what a killed
     config.json      the run's settings, input spec, class names, class weights, label counts, strategy; once
                      training ended, how ("finished": epochs asked and trained, stopped early or not)
     labels.txt       class names, one per line, in output order
-    face_spec.json   how to crop a photo's face so it looks like the training inputs
+    face_spec.json   how to crop a photo's face so it looks like the training inputs (face models)
+    signal_spec.json the physiological dataset's feature names, channels, rate and window, and the subjects the
+                     run is validated and tested on (signal models, instead of face_spec.json)
     model.keras      the final model (the best epoch's weights: validation loss, or accuracy for cosine schedules;
                      the last epoch's for constant ones)
     history.json     per-epoch metrics (history.csv while training; survives resumes)
@@ -40,8 +42,8 @@ from emopy import models
 from emopy.pipeline import data, infogan_faces, train_config
 from emopy.pipeline.train_config import STRATEGIES, TrainConfig  # noqa: F401  (train.TrainConfig, as before)
 from emopy.pipeline.run_dir import (BACKUP_DIR, BEST_WEIGHTS, CONFIG_FILE, FACE_SPEC_FILE, HISTORY_CSV, HISTORY_FILE,
-                                    LABELS_FILE, MODEL_FILE, PROGRESS_FILE, RunDir, how_it_ended, read_history,
-                                    remove_training_files, write_json)
+                                    LABELS_FILE, MODEL_FILE, PROGRESS_FILE, SIGNAL_SPEC_FILE, RunDir, how_it_ended,
+                                    read_history, remove_training_files, write_json)
 from emopy.pipeline.augment import NAMED as AUGMENTATIONS
 
 log = logging.getLogger(__name__)
@@ -254,13 +256,26 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> dict | None:
     return {**opened.record, "history": opened.history()}
 
 
+def signal_spec(config: data.DataConfig) -> dict:
+    """What a signal run's windows are (the dataset's metadata: feature names, channels, signal rate, window and
+    shift) and which subjects it is tested and validated on, for signal_spec.json."""
+    metadata = data.dataset_info(config).metadata
+    subjects = list(metadata["subjects"])
+    validation = (config.test_fold + 1) % config.folds
+    return {"dataset": config.dataset, **{key: metadata[key] for key in (
+                "feature_names", "channels", "signal_rate", "window_seconds", "shift_seconds")},
+            "subjects": subjects, "test_subjects": subjects[config.test_fold::config.folds],
+            "validation_subjects": subjects[validation::config.folds]}
+
+
 def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains one run; returns its record (what config.json holds, plus the history). A finished run in
     config.out is returned as it is unless more epochs are asked; `overwrite` removes its files and starts over.
     `callbacks` join the run's own: emopy tune's pruning sets `stop_training`, which ends the run as an early stop
     does (finished, its best epoch kept)."""
-    data_config, spec = config.data_config, config.input_spec
-    data.input_kind_check(data_config, spec)  # before anything is written
+    data_config = config.data_config
+    data.input_kind_check(data_config, models.architecture(config.model).input_kind)  # before anything is written
+    spec = config.input_spec
     models.check_hyperparameters(config.model, config.width, config.dropout)
     run_dir = Path(config.out).expanduser()
     if not overwrite:
@@ -319,7 +334,10 @@ def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.
     if chief:
         write_json(run_dir / CONFIG_FILE, record)
         (run_dir / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
-        (run_dir / FACE_SPEC_FILE).write_text(data.face_spec(data_config, spec).to_json() + "\n")
+        if spec.uses_signals:
+            write_json(run_dir / SIGNAL_SPEC_FILE, signal_spec(data_config))
+        else:
+            (run_dir / FACE_SPEC_FILE).write_text(data.face_spec(data_config, spec).to_json() + "\n")
 
     augmentation = AUGMENTATIONS[config.augmentation] if config.augment else None
     train = data.batches(data_config, "train", spec, batch_size=global_batch, training=True,
@@ -334,6 +352,10 @@ def run(config: TrainConfig, overwrite: bool = False, callbacks: Sequence[keras.
                       loss=models.loss(config.model, multi_label=config.task == "facs",
                                        soft_targets=data_config.target_kind == "votes"),
                       metrics=_metrics(config))
+    # Signal models normalise with the training split's statistics, set here as keras-io adapts before fit (a resumed
+    # run then restores the same ones from its backup).
+    if spec.uses_signals:
+        models.adapt(model, data.batches(data_config, "train", spec, batch_size=global_batch).map(lambda x, _: x))
 
     # The best epoch of earlier attempts (a killed or continued run's), which this one's checkpoint must beat. Read
     # by every worker from the chief's files, so that all of them take the same decision to save.

@@ -35,17 +35,20 @@ class TrainConfig:
     learning_rate None takes the model's recipe (models.recipe)."""
 
     dataset: str = dataclasses.field(metadata=_flag(
-        "fer2013, fer2013/ferplus, ck_plus (= ck_plus/emotion), ck_plus/sequences, ck_plus/facs or fer2013+ck_plus",
-        metavar="NAME"))
+        "fer2013, fer2013/ferplus, ck_plus (= ck_plus/emotion), ck_plus/sequences, ck_plus/facs, fer2013+ck_plus, "
+        "or WESAD's physiological windows: wesad/chest, wesad/wrist or wesad/both", metavar="NAME"))
     model: str = dataclasses.field(metadata=_flag(
-        "cnn, landmarks, multi_input, landmark_lstm, image_lstm, capsnet, vgg or vgg_small", metavar="NAME"))
+        "faces: cnn, landmarks, multi_input, landmark_lstm, image_lstm, capsnet, vgg, vgg_small or infogan; WESAD: "
+        "physio_mlp (the window's features) or signal_cnn (its raw signals)", metavar="NAME"))
     out: str = dataclasses.field(metadata=_flag(
         "run directory; rerunning the same command there resumes an interrupted run and leaves a finished one as "
         "it is (a larger --epochs trains it further)", metavar="RUN_DIR"))
     data_dir: str = dataclasses.field(default=DEFAULT_DATA_DIR, metadata=_flag(
         "where TFDS datasets live", metavar="DIR"))
     labels: str | None = dataclasses.field(default=None, metadata=_flag(
-        "fer2013, ck_plus, ferplus, pos_neg_neu or pos_neu (default: the dataset's own)", metavar="SCHEME"))
+        "fer2013, ck_plus, ferplus, fer2013_contempt, pos_neg_neu or pos_neu; WESAD: wesad3 (baseline, stress, "
+        "amusement), stress (binary) or wesad (all four states) (default: the dataset's own; wesad3 on WESAD)",
+        metavar="SCHEME"))
     targets: str | None = dataclasses.field(default=None, metadata=_flag(
         "majority: one class per face; votes: FER+'s crowd votes as soft targets, the share of each class "
         "(default: votes where the dataset has them, fer2013/ferplus; accuracy is always on majority labels)",
@@ -57,10 +60,12 @@ class TrainConfig:
         "GPUs, else one device)", choices=STRATEGIES))
     epochs: int = dataclasses.field(default=30, metadata=_flag("epochs to train", type=int))
     width: float = dataclasses.field(default=1.0, metadata=_flag(
-        "multiply every layer's filters and units (cnn, vgg, vgg_small; 1.0: the architecture as described)",
+        "multiply every layer's filters and units (cnn, vgg, vgg_small, physio_mlp, signal_cnn; 1.0: the "
+        "architecture as described)",
         type=float, metavar="W"))
     dropout: float | None = dataclasses.field(default=None, metadata=_flag(
-        "dropout rate (cnn, vgg, vgg_small; default: the architecture's own)", type=float, metavar="P"))
+        "dropout rate (cnn, vgg, vgg_small, physio_mlp, signal_cnn; default: the architecture's own)", type=float,
+        metavar="P"))
     lr_schedule: str | None = dataclasses.field(default=None, metadata=_flag(
         "plateau: halve the learning rate when validation stalls, stop early after --patience; cosine: to zero "
         "over --epochs, every epoch run; constant: the same rate throughout, every epoch run, the last one kept "
@@ -107,8 +112,17 @@ class TrainConfig:
         # models imports TensorFlow (Keras), which building the command line must not.
         from emopy import models
 
-        return models.InputSpec(kind=models.architecture(self.model).input_kind, image_size=self.image_size,
-                                sequence_length=self.sequence_length)
+        kind = models.architecture(self.model).input_kind
+        if kind in models.SIGNAL_KINDS:
+            # A physiological window's shape is the built dataset's: its feature names, samples and channels.
+            from emopy.pipeline import data
+
+            data.input_kind_check(self.data_config, kind)
+            info = data.dataset_info(self.data_config)
+            samples, channels = info.features["signals"].shape
+            return models.InputSpec(kind=kind, num_features=len(info.metadata["feature_names"]),
+                                    window_samples=samples, channels=channels)
+        return models.InputSpec(kind=kind, image_size=self.image_size, sequence_length=self.sequence_length)
 
     @property
     def recipe(self) -> dict:
