@@ -109,13 +109,17 @@ def run(
         from emopy_tfds import faces
         from emopy_tfds.ck_plus import ck_plus_files
         from emopy_tfds.fer2013 import fer2013_csv
+        from emopy_tfds.wesad import wesad_files
 
         workers = workers or os.cpu_count() or 1
         data_dir = str(Path(data_dir).expanduser())
-        # fer2013's faces come cropped: only CK+'s builder runs a detector.
-        builder_kwargs = {"skip_bad_rows": skip_bad_rows} if dataset == "fer2013" else {"detector": detector}
+        # fer2013's faces come cropped: only CK+'s builder runs a detector. WESAD has no faces.
+        builder_kwargs = {
+            "fer2013": {"skip_bad_rows": skip_bad_rows, "landmark_model": landmark_model},
+            "wesad": {},
+        }.get(dataset, {"detector": detector, "landmark_model": landmark_model})
         errors = (FileNotFoundError, fer2013_csv.BadRowError, ck_plus_files.CkPlusFileError,
-                  faces.LandmarkModelNotFoundError)
+                  wesad_files.WesadFileError, faces.LandmarkModelNotFoundError)
         on = f"DirectRunner ({workers} process{'es' if workers > 1 else ''})"
         cluster = contextlib.ExitStack()  # the Dask cluster of a Dask build, closed once the build is over
         started = time.perf_counter()
@@ -127,8 +131,7 @@ def run(
                                         f"{'is empty' if manual.is_dir() else 'does not exist'}")
             # Resolve the landmark model here, so a wrong path is one clear error before any worker starts.
             faces.landmark_model_path(landmark_model)
-            builder = tfds.builder(dataset, config=config, data_dir=data_dir, landmark_model=landmark_model,
-                                   **builder_kwargs)
+            builder = tfds.builder(dataset, config=config, data_dir=data_dir, **builder_kwargs)
             if runner == "dask":
                 from emopy.pipeline import dask_runner
 
@@ -174,6 +177,14 @@ def print_summary(builder, data_dir: str, seconds: float, stdout, *, on: str | N
     if metadata.get("frames_processed"):
         print(f"  {metadata['frames_processed']} frames, {metadata['detections']} face detections "
               "(detected once per sequence, then tracked)", file=stdout)
+    if "windows_per_subject" in metadata:
+        per_subject = metadata["windows_per_subject"]
+        print(f"  {len(per_subject)} subjects, {metadata['recorded_hours']:.2f} h of signal: "
+              + ", ".join(f"{subject} {count}" for subject, count in per_subject.items())
+              + f" windows; {metadata['windows_unlabelled']} left out (no state in most of their samples)", file=stdout)
+        if metadata["recordings_too_short"]:
+            print(f"  too short for one {metadata['window_seconds']:g} s window, no examples: "
+                  + ", ".join(metadata["recordings_too_short"]), file=stdout)
     if metadata.get("sequences_left_out"):
         print(f"  left out {metadata['sequences_left_out']} sequence(s) with no face and no CK+ landmarks: "
               + ", ".join(metadata["left_out"]), file=stdout)

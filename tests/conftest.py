@@ -99,6 +99,25 @@ def training_data(tmp_path_factory, training_sources):
 
 
 @pytest.fixture(scope="session")
+def wesad_source(tmp_path_factory) -> Path:
+    """A manual dir in WESAD's layout: 4 subjects (S2..S5), each through baseline, stress, amusement and meditation,
+    60 s each with the body's signs PHASES gives each state (emopy_tfds/wesad/dummy_data_generation.py)."""
+    from emopy_tfds.wesad import dummy_data_generation
+
+    return dummy_data_generation.small_dataset(tmp_path_factory.mktemp("wesad"), subjects=4, phase_seconds=60)
+
+
+@pytest.fixture(scope="session")
+def wesad_data(tmp_path_factory, wesad_source) -> Path:
+    """A data dir with wesad/chest and wesad/wrist built from wesad_source in this process: 13 windows of 60 s every
+    15 s per subject (those starting on the minute hold one state); folds 0..3 are S2..S5. (wesad/both, which costs
+    as much as chest again, is built by the builder's own test.)"""
+    data_dir = tmp_path_factory.mktemp("wesad_data")
+    _built(data_dir, "wesad", wesad_source, "chest", "wrist")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[str]:
     """The scheduler address of a LocalCluster of 2 single-threaded worker processes, as `emopy build --runner dask`
     makes (emopy.pipeline.dask_runner.cluster), shared by the tests that run pipelines on Dask."""
