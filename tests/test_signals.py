@@ -3,8 +3,10 @@ turn uninformative windows into NaN rather than errors, and refuse malformed inp
 
 from __future__ import annotations
 
+import ast
 import math
 import warnings
+from pathlib import Path
 
 import neurokit2 as nk
 import numpy as np
@@ -210,3 +212,17 @@ def test_bvp_heart_rate_of_a_simulated_pulse(heart_rate):
 
 def test_bvp_of_a_flat_window_is_nan():
     assert math.isnan(quietly("bvp", np.zeros(MINUTE * 64), 64)["bvp_heart_rate"])
+
+
+# ---------------------------------------------------------------- the package stands alone
+
+
+def test_the_preprocessors_import_only_numpy_scipy_neurokit2_and_each_other():
+    """WESAD's Beam workers import them per window: nothing of the face side (TensorFlow, dlib) may come along."""
+    allowed = {"__future__", "types", "warnings", "numpy", "scipy", "neurokit2", "emopy_tfds.signals"}
+    for path in Path(signals.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert any(name == root or name.startswith(root + ".") for root in allowed), f"{path.name}: {name}"
