@@ -119,9 +119,10 @@ class TrainConfig:
 
             data.input_kind_check(self.data_config, kind)
             info = data.dataset_info(self.data_config)
+            if kind == "signal_features":
+                return models.InputSpec(kind=kind, num_features=len(info.metadata["feature_names"]))
             samples, channels = info.features["signals"].shape
-            return models.InputSpec(kind=kind, num_features=len(info.metadata["feature_names"]),
-                                    window_samples=samples, channels=channels)
+            return models.InputSpec(kind=kind, window_samples=samples, channels=channels)
         return models.InputSpec(kind=kind, image_size=self.image_size, sequence_length=self.sequence_length)
 
     @property
