@@ -32,7 +32,7 @@ class Phase:
     the values its signals are simulated at."""
 
     label: int
-    seconds: float
+    seconds: int  # whole seconds: neurokit2's simulators take them
     heart_rate: float
     respiratory_rate: float
     scr_number: int
@@ -172,13 +172,13 @@ def write_dataset(root: Path, specs: Sequence[SubjectSpec]) -> Path:
     return Path(root)
 
 
-def states(seconds: float) -> tuple[Phase, ...]:
+def states(seconds: int) -> tuple[Phase, ...]:
     """Baseline, stress, amusement and meditation, `seconds` each and nothing between: with 60 s, the windows that
     start on the minute hold one state only, at its phase's known values."""
     return tuple(dataclasses.replace(PHASES[label], seconds=seconds) for label in (1, 2, 3, 4))
 
 
-def small_dataset(root: Path, subjects: int = 4, phase_seconds: float | None = None) -> Path:
+def small_dataset(root: Path, subjects: int = 4, phase_seconds: int | None = None) -> Path:
     """`subjects` subjects S2, S3, ... through all four states: as PHASES has them (4 min 50 s each), or each state
     `phase_seconds` long with no transient."""
     phases = states(phase_seconds) if phase_seconds else SubjectSpec("S0").phases
