@@ -90,8 +90,10 @@ def _phase_signals(phase: Phase, seed: int) -> dict[str, np.ndarray]:
     bvp = 50 * nk.ppg_simulate(duration=seconds, sampling_rate=WRIST_RATES["BVP"], heart_rate=phase.heart_rate,
                                random_state=seed, drift=0.0, motion_amplitude=0.0, powerline_amplitude=0.0,
                                burst_amplitude=0.0)
-    wrist_eda = nk.eda_simulate(duration=seconds, sampling_rate=WRIST_RATES["EDA"], scr_number=phase.scr_number,
-                                drift=0.0, noise=0.001, random_state=seed) + 0.5 * phase.eda_level
+    # neurokit2 adds no noise at 4 Hz: a skin with no responses would read as a flat (unplugged) sensor.
+    wrist_eda = (nk.eda_simulate(duration=seconds, sampling_rate=WRIST_RATES["EDA"], scr_number=phase.scr_number,
+                                 drift=0.0, noise=0.0, random_state=seed) + 0.5 * phase.eda_level
+                 + 0.002 * rng.standard_normal(round(seconds * WRIST_RATES["EDA"])))
     wrist_acc_count = round(seconds * WRIST_RATES["ACC"])
     return {
         "chest/ECG": ecg[:n], "chest/EMG": emg[:n], "chest/EDA": eda[:n], "chest/Temp": temperature,
