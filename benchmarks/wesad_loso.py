@@ -116,11 +116,11 @@ def main() -> None:
         summary, seconds = loso(args.config, data_dir, out, args.model, task, args.epochs, args.batch_size)
         rows.append((task, summary, seconds / len(summary["folds"])))
     print(f"\nleave-one-subject-out, {len(rows[0][1]['folds'])} subjects; runs in {out}")
-    print(f"{'task':<32}{'accuracy':>17}{'macro F1':>17}{'pooled acc':>12}{'pooled F1':>11}{'paper acc':>11}"
+    print(f"{'task':<40}{'accuracy':>17}{'macro F1':>17}{'pooled acc':>12}{'pooled F1':>11}{'paper acc':>11}"
           f"{'ratio':>7}{'s/fold':>8}")
     for task, summary, per_fold in rows:
         paper = PAPER_ACCURACY[task]
-        print(f"{TASKS[task] + ' (' + task + ')':<32}"
+        print(f"{TASKS[task] + ' (' + task + ')':<40}"
               f"{summary['accuracy_mean']:>10.3f} ± {summary['accuracy_std']:.3f}"
               f"{summary['macro_f1_mean']:>10.3f} ± {summary['macro_f1_std']:.3f}"
               f"{summary['pooled']['accuracy']:>12.3f}{summary['pooled']['macro_f1']:>11.3f}{paper:>11.2f}"
