@@ -13,7 +13,7 @@ from emopy_tfds import quiet
 from emopy_tfds.detection import DETECTORS
 from emopy_tfds.images import MAX_IMAGE_PIXELS
 from emopy.pipeline import landmarks, train_config
-from emopy.serving import shipped
+from emopy.serving import shipped, signal_cli
 from emopy.serving.layout import DEFAULT_MODEL_NAME
 
 # Subcommands that never import TensorFlow: they neither pay for it nor have its start-up lines to hide.
@@ -249,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--cropped", action="store_true",
                          help="each image already is one face crop: no detection, framed as fer2013's crops")
 
+    signal_cli.add_arguments(commands.add_parser("predict-signals", help="a physiological model's states for each "
+                                                  "window of WESAD pickles or CSVs of signals"))
+
     quickstart = commands.add_parser("quickstart", help="run the pipeline on the sample shipped with emopy")
     quickstart.add_argument("--workdir", default="emopy-quickstart",
                             help="where to write the results; a rerun replaces what the quick start made there, "
@@ -365,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _report_errors(evaluate_and_print)
     if args.command == "export":
-        from emopy.serving import export  # TensorFlow
+        from emopy.serving import export, signal_export  # TensorFlow
 
         def export_and_print():
             notes: list[str] = []  # what became of BASE's models.config and batching parameters
@@ -377,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise ValueError(f"{flag} goes with --run: --from-export keeps what its export serves")
                 path = reexport.reexport(shipped.resolve_model(args.from_export), args.model_base_path, args.version,
                                          args.model_name, max_image_pixels=args.max_image_pixels, report=notes.append)
+            elif signal_export.is_signal_run(args.run[0]):
+                path = signal_export.export(args.run, args.model_base_path, args.version, args.model_name,
+                                            test_time_flip=args.test_time_flip, int8_tflite=args.int8_tflite,
+                                            max_image_pixels=args.max_image_pixels, report=notes.append)
             else:
                 path = export.export(args.run, args.model_base_path, args.version, args.model_name,
                                      test_time_flip=args.test_time_flip, max_image_pixels=args.max_image_pixels,
@@ -429,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            smoothing=args.smoothing, show=args.show, upsample=args.upsample,
                            detector=args.detector, landmark_model=args.landmark_model, cropped=args.cropped,
                            overwrite=args.overwrite)
+    if args.command == "predict-signals":
+        return _report_errors(lambda: signal_cli.run(args))
     if args.command == "quickstart":
         from emopy.pipeline import quickstart  # TensorFlow
 

@@ -1,4 +1,5 @@
-"""Client for an emopy model behind TF Serving (or serving/local_server.py): face crops in, emotions out.
+"""Client for an emopy model behind TF Serving (or serving/local_server.py): face crops in, emotions out (or a
+physiological model's windows in, states out: `predict_signals`).
 
 Written in the style of TF Serving's own client examples: gRPC through `PredictionServiceStub` with
 `tf.make_tensor_proto` by default, or the REST API (`rest=True`, standard library only), either over TLS with
@@ -36,6 +37,7 @@ from tensorflow_serving.apis import (
 )
 
 from emopy_tfds import faces
+from emopy.serving import layout
 from emopy.serving.layout import DEFAULT_MODEL_NAME, FACE_SPEC_SIGNATURE, PIXELS_SIGNATURE
 from emopy.serving.tls import ClientTls, explain_mismatch
 
@@ -251,6 +253,23 @@ class EmotionClient:
         outputs, _ = self._predict_outputs(FACE_SPEC_SIGNATURE, {"request": np.array([b""], dtype=object)})
         face_spec = _text(np.asarray(outputs["face_spec"]).tolist()[0])
         return faces.FaceSpec.from_json(face_spec), [_text(name) for name in np.asarray(outputs["class_names"])[0]]
+
+    def predict_signals(self, values: Any, input_name: str = "features") -> dict[str, Any]:
+        """A physiological model's states for windows (serving/signal_export.py), through `signature_name`:
+        `values` are float32 features [B, num_features] (NaN where undefined) for input_name "features", or
+        resampled signals [B, window_samples, channels] for "signals", as emopy_tfds.wesad.wesad_windows computes
+        them. Returns what `predict` does."""
+        return self._predict(self.signature_name, {input_name: np.asarray(values, dtype=np.float32)})
+
+    def signal_assets(self) -> layout.SignalAssets:
+        """The served physiological model's class names, signal spec and input spec, as its export's assets hold
+        them, through its `signal_spec` signature (NOT_FOUND for a face model)."""
+        from emopy import models  # Keras: only a client of a physiological model needs its InputSpec
+
+        outputs, _ = self._predict_outputs(layout.SIGNAL_SPEC_SIGNATURE, {"request": np.array([b""], dtype=object)})
+        first = {name: _text(np.asarray(outputs[name]).tolist()[0]) for name in ("signal_spec", "input_spec")}
+        return layout.SignalAssets([_text(name) for name in np.asarray(outputs["class_names"])[0]],
+                                   json.loads(first["signal_spec"]), models.InputSpec.from_json(first["input_spec"]))
 
     def metadata(self) -> dict[str, dict]:
         """Signatures of the served version: {name: {"method_name", "inputs", "outputs"}}, tensors as

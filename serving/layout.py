@@ -3,7 +3,8 @@
     BASE/models.config                  a TF Serving model config naming BASE
     BASE/<version>/saved_model.pb       one folder per version, 1, 2, ...; the highest is served
     BASE/<version>/assets/              labels.txt, face_spec.json, input_spec.json, export.json (provenance, and
-                                        max_image_pixels: the most pixels an image's header may declare)
+                                        max_image_pixels: the most pixels an image's header may declare); a
+                                        physiological model's has signal_spec.json instead of face_spec.json
     BASE/<version>/assets.extra/tf_serving_warmup_requests
     BASE/<version>/assets.extra/pixels.tflite   the `pixels` signature for TensorFlow Lite (serving/tflite.py)
 
@@ -37,6 +38,10 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 PIXELS_SIGNATURE = "pixels"
 # The signature that hands a server's clients what its assets hold: the face spec and the class names.
 FACE_SPEC_SIGNATURE = "face_spec"
+# A physiological model's counterpart of face_spec.json (feature names, channels, signal rate, window and shift, as
+# its run's signal_spec.json has them), and the signature that hands it to a server's clients.
+SIGNAL_SPEC_ASSET = "signal_spec.json"
+SIGNAL_SPEC_SIGNATURE = "signal_spec"
 # export.json's entry for the most pixels an image's header may declare in the signatures that decode images.
 MAX_PIXELS_KEY = "max_image_pixels"
 # export.json's entry saying whether the TFLite copy's weights are int8 (serving/tflite.py).
@@ -90,6 +95,37 @@ def read_assets(version_dir: str | os.PathLike) -> ExportAssets:
     try:
         return ExportAssets((assets / LABELS_ASSET).read_text().splitlines(),
                             faces.FaceSpec.from_json((assets / FACE_SPEC_ASSET).read_text()),
+                            models.InputSpec.from_json((assets / INPUT_SPEC_ASSET).read_text()))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{version_dir}: not an emopy export (missing {error.filename})") from None
+
+
+class SignalAssets(NamedTuple):
+    """What a physiological export carries besides its SavedModel: class names in output order, its signal spec
+    (signal_spec.json's keys: feature_names, channels, signal_rate, window_seconds, shift_seconds, ...) and the
+    models.InputSpec of what its model takes."""
+
+    class_names: list[str]
+    signal_spec: dict
+    input_spec: "models.InputSpec"
+
+
+def is_signal_export(version_dir: str | os.PathLike) -> bool:
+    """Whether an export version folder holds a physiological model (signal_spec.json, not face_spec.json)."""
+    return (Path(version_dir) / ASSETS / SIGNAL_SPEC_ASSET).is_file()
+
+
+def read_signal_assets(version_dir: str | os.PathLike) -> SignalAssets:
+    """The assets of a physiological export's version folder; a clear error naming what is missing."""
+    from emopy import models  # see read_assets
+
+    assets = Path(version_dir) / ASSETS
+    if (assets / FACE_SPEC_ASSET).is_file() and not (assets / SIGNAL_SPEC_ASSET).is_file():
+        raise ValueError(f"{version_dir}: an export of a face model (face_spec.json), not of a physiological one: "
+                         f"use `emopy predict` on photos")
+    try:
+        return SignalAssets((assets / LABELS_ASSET).read_text().splitlines(),
+                            json.loads((assets / SIGNAL_SPEC_ASSET).read_text()),
                             models.InputSpec.from_json((assets / INPUT_SPEC_ASSET).read_text()))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{version_dir}: not an emopy export (missing {error.filename})") from None

@@ -1,4 +1,5 @@
-"""WESAD's files: finding the subjects' pickles, reading and checking one, and cutting it into labelled windows.
+"""WESAD's files: finding the subjects' pickles, reading and checking one, and cutting it into labelled windows;
+and, for prediction on other recordings, reading and checking a CSV of signals by emopy's channel names.
 
 Each subject's `SX/SX.pkl` (pickled by Python 2: read with encoding="latin1") holds
 `{"subject": "SX", "signal": {"chest": {...}, "wrist": {...}}, "label": int array at 700 Hz}`. Every chest channel
@@ -27,6 +28,12 @@ FIRST_STATE, LAST_STATE = 1, 4
 LENGTH_TOLERANCE_SECONDS = 2.0
 SUBJECT_FILE = re.compile(r"^S(\d+)\.pkl$")
 SENSORS = {"chest": ("chest",), "wrist": ("wrist",), "both": ("chest", "wrist")}
+# A CSV of signals may carry each sample's time in seconds in this column; its steps then say the rate.
+TIME_COLUMN = "time"
+# How far a CSV's time steps may stray from their median (the rounding of written times), and how far the rate
+# they give may differ from the rate stated, before the file is refused.
+TIME_STEP_TOLERANCE = 0.1
+RATE_TOLERANCE = 0.01
 
 
 class WesadFileError(ValueError):
@@ -177,3 +184,59 @@ def windows(labels: np.ndarray, window_samples: int, shift_samples: int) -> tupl
         else:
             unlabelled += 1
     return kept, unlabelled
+
+
+def _csv_rate(times: np.ndarray, rate: float | None, where: str) -> float:
+    """The rate of a CSV's samples: the stated one, checked against the time column where there is one."""
+    error = _named(where, TIME_COLUMN)
+    if times is None:
+        if rate is None:
+            raise WesadFileError(f"{where}: no {TIME_COLUMN!r} column and no rate stated: give the rate its rows are "
+                                 f"sampled at (--rate HZ), or a {TIME_COLUMN!r} column in seconds")
+        return rate
+    times = _column(times, where, TIME_COLUMN)[:, 0]
+    steps = np.diff(times)
+    if steps.size == 0:
+        if rate is None:
+            raise error("one sample gives no rate: state it (--rate HZ)")
+        return rate
+    step = float(np.median(steps))
+    if step <= 0:
+        raise error("times must increase from row to row")
+    uneven = np.abs(steps - step) > TIME_STEP_TOLERANCE * step
+    if uneven.any():
+        row = int(np.argmax(uneven)) + 1
+        raise error(f"samples must be evenly spaced: sample {row} comes {steps[row - 1]:.6g} s after the one before, "
+                    f"where the others come every {step:.6g} s (a gap, or rows out of order)")
+    found = 1.0 / step
+    if rate is not None and abs(found - rate) > RATE_TOLERANCE * rate:
+        raise error(f"its steps are {found:.4g} Hz, but the rate stated is {rate:g} Hz")
+    return rate if rate is not None else found
+
+
+def read_signals_csv(path: epath.Path | str, names: Sequence[str], rate: float | None = None,
+                     ) -> dict[str, Channel]:
+    """The channels `names` (emopy's names: "chest_ecg", "wrist_bvp", ...) of a CSV of signals, one column per
+    channel and one row per sample, all at one rate: `rate` Hz, or the rate its optional "time" column (seconds)
+    steps at, which must agree with `rate` where both are given. Other columns are ignored. Checked as the
+    pickles are: a channel missing, empty or NaN cells, or a rate the times contradict is a WesadFileError naming
+    the file and the channel."""
+    # Here, not at the top: the builder's workers, which import this module, never read CSVs.
+    import pandas as pd
+
+    path = epath.Path(path)
+    where = path.name
+    if rate is not None and not (np.isfinite(rate) and rate > 0):
+        raise WesadFileError(f"{where}: the rate must be a positive number of Hz, not {rate!r}")
+    try:
+        with path.open() as file:
+            table = pd.read_csv(file, usecols=lambda column: column.strip() in {*names, TIME_COLUMN})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise WesadFileError(f"{where}: not a readable CSV: {str(error).splitlines()[0]}") from None
+    table.columns = [column.strip() for column in table.columns]
+    missing = [name for name in names if name not in table.columns]
+    if missing:
+        raise _named(where, missing[0])(
+            f"missing; the model needs the columns {', '.join(names)} (named as emopy names them)")
+    rate = _csv_rate(table[TIME_COLUMN].to_numpy() if TIME_COLUMN in table.columns else None, rate, where)
+    return {name: Channel(name, _column(table[name].to_numpy(), where, name)[:, 0], float(rate)) for name in names}
