@@ -26,13 +26,15 @@ refuses one over `max_image_pixels` (serving/pixel_limit.py), which assets/expor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -359,6 +361,47 @@ def export(run_dir: str | os.PathLike | Sequence[str | os.PathLike], model_base_
                         report=report)
 
 
+class StagedVersion(NamedTuple):
+    """Where a new version is written: `folder` (the SavedModel), `assets` (what the SavedModel copies in), and
+    `target`, BASE/<version>, which `folder` becomes."""
+
+    folder: Path
+    assets: Path
+    target: Path
+
+
+@contextlib.contextmanager
+def staged_version(base: Path, version: int | None) -> Iterator[StagedVersion]:
+    """Folders to write version `version` of BASE in (None: the next free one). Leaving the block without an error
+    renames the folder BASE/<version>: a version appears complete or not at all, since a server polling BASE may
+    load it the moment it appears. What is left beside it is removed either way."""
+    version = layout.next_version(base) if version is None else version
+    if version < 1:
+        raise ValueError(f"versions are positive integers, not {version}")
+    target = base / str(version)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists: choose another --version, or leave it out for the next")
+    base.mkdir(parents=True, exist_ok=True)
+    staged = StagedVersion(base / f".{version}.partial", base / f".{version}.partial-assets", target)
+    for leftover in (staged.folder, staged.assets):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        staged.assets.mkdir(parents=True)
+        yield staged
+        staged.folder.rename(target)
+    finally:
+        shutil.rmtree(staged.folder, ignore_errors=True)
+        shutil.rmtree(staged.assets, ignore_errors=True)
+
+
+def write_warmup(version_dir: Path, records: Sequence[bytes]) -> None:
+    """assets.extra/tf_serving_warmup_requests: the requests TF Serving replays before it serves a version."""
+    (version_dir / layout.WARMUP_FILE).parent.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(version_dir / layout.WARMUP_FILE)) as writer:
+        for record in records:
+            writer.write(record)
+
+
 def write_export(base: Path, version: int | None, model_name: str,
                  server_config: model_server_config_pb2.ModelServerConfig, probabilities: Probabilities,
                  weights: Sequence[tf.Variable], assets: layout.ExportAssets, record: dict,
@@ -373,18 +416,7 @@ def write_export(base: Path, version: int | None, model_name: str,
     """
     class_names, face_spec, spec = assets
     limit = check_max_pixels(record[layout.MAX_PIXELS_KEY])
-    version = layout.next_version(base) if version is None else version
-    if version < 1:
-        raise ValueError(f"versions are positive integers, not {version}")
-    target = base / str(version)
-    if target.exists():
-        raise FileExistsError(f"{target} already exists: choose another --version, or leave it out for the next")
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".{version}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        asset_dir = staging.with_name(staging.name + "-assets")
-        asset_dir.mkdir(parents=True)
+    with staged_version(base, version) as (staging, asset_dir, target):
         (asset_dir / layout.LABELS_ASSET).write_text("".join(name + "\n" for name in class_names))
         (asset_dir / layout.FACE_SPEC_ASSET).write_text(face_spec.to_json() + "\n")
         (asset_dir / layout.INPUT_SPEC_ASSET).write_text(spec.to_json() + "\n")
@@ -396,20 +428,12 @@ def write_export(base: Path, version: int | None, model_name: str,
         if not spec.is_sequence:
             signatures["classify"] = module.classify.get_concrete_function()
         tf.saved_model.save(module, str(staging), signatures=signatures)
-        shutil.rmtree(asset_dir)
         _set_classify_method(staging)
-        (staging / layout.WARMUP_FILE).parent.mkdir()
-        with tf.io.TFRecordWriter(str(staging / layout.WARMUP_FILE)) as writer:
-            for record_bytes in warmup_records(spec, sample_face(face_spec), model_name):
-                writer.write(record_bytes)
+        write_warmup(staging, warmup_records(spec, sample_face(face_spec), model_name))
         if tflite_model is not None:
             (staging / layout.TFLITE_FILE).write_bytes(tflite_model)
         elif not spec.is_sequence:  # the Recognizer classifies single faces only
             _write_tflite(staging, record.get(layout.INT8_TFLITE_KEY, False))
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(staging.with_name(staging.name + "-assets"), ignore_errors=True)
     for note in write_server_files(base, server_config, model_name):
         report(note)
     return target

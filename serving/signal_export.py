@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -133,19 +132,7 @@ def export(run_dirs: Sequence[str | os.PathLike], model_base_path: str | os.Path
     server_config = face_export.read_model_config(base, model_name)
     model = run.load_model()
     record = provenance.export_record([run], test_time_flip=False)
-    version = layout.next_version(base) if version is None else version
-    if version < 1:
-        raise ValueError(f"versions are positive integers, not {version}")
-    target = base / str(version)
-    if target.exists():
-        raise FileExistsError(f"{target} already exists: choose another --version, or leave it out for the next")
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".{version}.partial"
-    asset_dir = staging.with_name(staging.name + "-assets")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(asset_dir, ignore_errors=True)
-    try:
-        asset_dir.mkdir(parents=True)
+    with face_export.staged_version(base, version) as (staging, asset_dir, target):
         spec_text = json.dumps(signal_spec, indent=2) + "\n"
         (asset_dir / layout.LABELS_ASSET).write_text("".join(name + "\n" for name in run.class_names))
         (asset_dir / layout.SIGNAL_SPEC_ASSET).write_text(spec_text)
@@ -155,14 +142,7 @@ def export(run_dirs: Sequence[str | os.PathLike], model_base_path: str | os.Path
         tf.saved_model.save(module, str(staging), signatures={
             "serving_default": module.serve.get_concrete_function(),
             layout.SIGNAL_SPEC_SIGNATURE: module.serve_spec.get_concrete_function()})
-        (staging / layout.WARMUP_FILE).parent.mkdir()
-        with tf.io.TFRecordWriter(str(staging / layout.WARMUP_FILE)) as writer:
-            for record_bytes in warmup_records(run.input_spec, model_name):
-                writer.write(record_bytes)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(asset_dir, ignore_errors=True)
+        face_export.write_warmup(staging, warmup_records(run.input_spec, model_name))
     for note in face_export.write_server_files(base, server_config, model_name):
         report(note)
     return target

@@ -6,7 +6,6 @@ loads the builder from a path.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -16,7 +15,7 @@ import apache_beam as beam
 import numpy as np
 from etils import epath
 
-from emopy_tfds import faces, tracking
+from emopy_tfds import build_report, faces, tracking
 from emopy_tfds.ck_plus import ck_plus_files
 from emopy_tfds.ck_plus.ck_plus_files import SequenceFiles
 
@@ -124,9 +123,9 @@ def summarise(reports) -> dict:
 
 
 def examples(pipeline, items: list, config: str, spec: faces.FaceSpec, *, last_frames: int, max_length: int,
-             report_path: str, landmark_model=None):
+             data_dir: str, landmark_model=None):
     """The PCollection of (key, example) for every sequence. The build report (`summarise`) is written to
-    `report_path` as JSON, for the builder to put in the dataset's metadata."""
+    beside the data in `data_dir` (emopy_tfds.build_report), for the builder to put in the dataset's metadata."""
     to_examples = SequenceToExamples(config, spec, last_frames=last_frames, max_length=max_length,
                                      num_sequences=len(items), landmark_model=landmark_model)
     outputs = (
@@ -134,9 +133,5 @@ def examples(pipeline, items: list, config: str, spec: faces.FaceSpec, *, last_f
         | "ck_plus_sequences" >> beam.Create(items)
         | "ck_plus_examples" >> beam.ParDo(to_examples).with_outputs("report", main="examples")
     )
-    _ = (
-        outputs.report
-        | "collect_reports" >> beam.combiners.ToList()
-        | "write_report" >> beam.Map(lambda reports: epath.Path(report_path).write_text(json.dumps(summarise(reports))))
-    )
+    build_report.write(outputs.report, data_dir, summarise)
     return outputs.examples

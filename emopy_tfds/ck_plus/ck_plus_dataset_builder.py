@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
-from emopy_tfds import faces, labels
+from emopy_tfds import build_report, faces, labels
 from emopy_tfds.ck_plus import ck_plus_files
 
 log = logging.getLogger(__name__)
-REPORT_FILE = "build_report.json"
 
 
 @dataclasses.dataclass
@@ -136,7 +133,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         examples = ck_plus_beam.examples(
             pipeline, items, self.kind, self.face_spec,
             last_frames=self.builder_config.last_frames, max_length=self.builder_config.max_length,
-            report_path=os.fspath(epath.Path(self.data_dir) / REPORT_FILE), landmark_model=self._landmark_model,
+            data_dir=os.fspath(self.data_dir), landmark_model=self._landmark_model,
         )
         return {"train": self._generate_examples(examples)}
 
@@ -147,9 +144,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _download_and_prepare(self, dl_manager, download_config):
         super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
         # The workers' report (sequences left out, detections) belongs in the metadata, not with the data.
-        report_file = epath.Path(self.data_dir) / REPORT_FILE
-        report = json.loads(report_file.read_text())
-        report_file.unlink()
+        report = build_report.take(self.data_dir)
         for name in report["left_out"]:
             log.warning("CK+ sequence left out: %s", name)
         self.info.metadata.update(sequences_left_out=len(report["left_out"]), **report)

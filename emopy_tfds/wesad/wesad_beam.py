@@ -6,7 +6,6 @@ loads the builder from a path.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,8 +13,8 @@ from typing import Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
-from etils import epath
 
+from emopy_tfds import build_report
 from emopy_tfds.wesad import wesad_files, wesad_windows
 from emopy_tfds.wesad.wesad_windows import WindowSpec
 
@@ -76,9 +75,9 @@ def summarise(reports) -> dict:
     }
 
 
-def examples(pipeline, items: list, sensors: Sequence[str], spec: WindowSpec, *, report_path: str):
+def examples(pipeline, items: list, sensors: Sequence[str], spec: WindowSpec, *, data_dir: str):
     """The PCollection of (key, example) for every subject's windows. The build report (`summarise`) is written to
-    `report_path` as JSON, for the builder to put in the dataset's metadata."""
+    beside the data in `data_dir` (emopy_tfds.build_report), for the builder to put in the dataset's metadata."""
     outputs = (
         pipeline
         | "wesad_subjects" >> beam.Create(items)
@@ -86,9 +85,5 @@ def examples(pipeline, items: list, sensors: Sequence[str], spec: WindowSpec, *,
         | "spread_subjects" >> beam.Reshuffle()
         | "wesad_examples" >> beam.ParDo(SubjectToExamples(sensors, spec)).with_outputs("report", main="examples")
     )
-    _ = (
-        outputs.report
-        | "collect_reports" >> beam.combiners.ToList()
-        | "write_report" >> beam.Map(lambda reports: epath.Path(report_path).write_text(json.dumps(summarise(reports))))
-    )
+    build_report.write(outputs.report, data_dir, summarise)
     return outputs.examples

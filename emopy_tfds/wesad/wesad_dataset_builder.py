@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 
@@ -11,11 +10,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from emopy_tfds import labels
+from emopy_tfds import build_report, labels
 from emopy_tfds.wesad import wesad_files, wesad_windows
 
 log = logging.getLogger(__name__)
-REPORT_FILE = "build_report.json"
 
 
 @dataclasses.dataclass
@@ -104,8 +102,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
         # A subject's fold is its place among the subjects: leave-one-subject-out has a fold per subject.
         items = [(os.fspath(path), fold) for fold, path in enumerate(paths)]
-        examples = wesad_beam.examples(pipeline, items, self.sensors, spec,
-                                       report_path=os.fspath(epath.Path(self.data_dir) / REPORT_FILE))
+        examples = wesad_beam.examples(pipeline, items, self.sensors, spec, data_dir=os.fspath(self.data_dir))
         return {"train": self._generate_examples(examples)}
 
     def _generate_examples(self, examples):
@@ -115,9 +112,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _download_and_prepare(self, dl_manager, download_config):
         super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
         # The workers' report (windows kept and left out, by subject) belongs in the metadata, not with the data.
-        report_file = epath.Path(self.data_dir) / REPORT_FILE
-        report = json.loads(report_file.read_text())
-        report_file.unlink()
+        report = build_report.take(self.data_dir)
         for subject in report["recordings_too_short"]:
             log.warning("WESAD %s: recording shorter than one %g s window: no examples", subject,
                         self.builder_config.window_seconds)
