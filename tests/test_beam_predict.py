@@ -153,6 +153,7 @@ def test_cli_refusals_are_one_line_before_any_worker_starts(inputs, tmp_path, ca
     assert len(error.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.scale  # 2 Beam worker processes, about 35 s: CI runs it with the scale checks
 def test_two_local_worker_processes_through_the_command_line(inputs, beam_run, tmp_path):
     """The real `emopy` command, multi_processing DirectRunner with two workers: the same rows and outputs."""
     _, _, _, in_process = beam_run

@@ -63,6 +63,7 @@ def test_each_layout_indexes_the_same_sequences_and_files(trees, tmp_path):
         (name, frames, emotion) for name, frames, _, emotion, _ in folders]
 
 
+@pytest.mark.scale  # `emopy build` with 2 worker processes, about 50 s; the configs build in this process in the builder's own test: CI runs it with the scale checks
 def test_emotion_config_from_the_folders(tmp_path, trees):
     result = emopy_build("--manual-dir", str(trees["folders"]), "--data-dir", str(tmp_path), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -163,6 +164,7 @@ def test_action_unit_criteria_of_the_ck_plus_paper():
     assert labels.emotions_consistent_with([]) == []
 
 
+@pytest.mark.scale  # `tfds build` in a process of its own, about 40 s: CI runs it with the scale checks
 def test_tfds_build_command_line(tmp_path, trees):
     builder_folder = Path(ck_plus_files.__file__).parent
     result = subprocess.run(

@@ -52,6 +52,7 @@ def build_on_dask(source: Path, data_dir: Path, dataset: str, config: str, addre
     return summary.getvalue()
 
 
+@pytest.mark.scale  # each a build on the Dask cluster, about 30 s: CI runs it with the scale checks
 @pytest.mark.parametrize("config", ["original", "ferplus"])
 def test_fer2013_on_dask_holds_the_direct_runners_examples(config, training_sources, training_data, dask_cluster,
                                                             tmp_path, caplog):
@@ -64,6 +65,7 @@ def test_fer2013_on_dask_holds_the_direct_runners_examples(config, training_sour
     assert_same_examples(tmp_path, training_data, f"fer2013/{config}", key=lambda example: int(example["index"]))
 
 
+@pytest.mark.scale  # a build on the Dask cluster, about 30 s: CI runs it with the scale checks
 def test_ck_plus_on_dask_holds_the_direct_runners_examples(training_sources, training_data, dask_cluster,
                                                             tmp_path):
     build_on_dask(training_sources["ck_plus"], tmp_path, "ck_plus", "emotion", dask_cluster)
@@ -72,6 +74,7 @@ def test_ck_plus_on_dask_holds_the_direct_runners_examples(training_sources, tra
                          key=lambda example: (example["subject"], example["sequence"], int(example["frame"])))
 
 
+@pytest.mark.scale  # a Dask cluster whose worker is killed, about 30 s: CI runs it with the scale checks
 def test_a_worker_killed_mid_build_leaves_no_dataset_tfds_load_accepts(tmp_path, astronaut):
     # Nine 256-row batches of training rows and two of each test split: the workers have batches queued when the
     # first one is done, so the worker that printed it is killed with tasks in hand.

@@ -179,6 +179,7 @@ def _emopy(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["emopy", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.scale  # four `emopy` commands, about 35 s: CI runs it with the scale checks
 def test_the_cli_flag_chooses_the_detector_for_landmarks_and_predict(covered, tmp_path):
     path = tmp_path / "covered.png"
     cv2.imwrite(str(path), cv2.cvtColor(covered, cv2.COLOR_RGB2BGR))

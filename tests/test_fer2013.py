@@ -148,6 +148,7 @@ def test_a_ferplus_file_that_does_not_align_with_fer2013s_is_refused(tmp_path, f
 # processes, the tarball in this process (builds.build_here: each worker process costs about 15 s), and `tfds build`
 # runs its Beam pipelines in its own process (builds.IN_MEMORY, passed on as any runner's options would be): both
 # configs' DoFns run in worker processes in test_dask_build.
+@pytest.mark.scale  # `emopy build` with 2 worker processes, about 45 s: CI runs it with the scale checks
 def test_emopy_build_with_two_workers_on_the_icml_form(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="icml")
@@ -176,6 +177,7 @@ def test_the_tarball_form_is_extracted_and_built(tmp_path, face_images):
     check_built(tmp_path / "data", face_images)
 
 
+@pytest.mark.scale  # `tfds build` in a process of its own, about 35 s: CI runs it with the scale checks
 def test_tfds_build_command_line_builds_both_configs(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="plain")

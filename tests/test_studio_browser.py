@@ -149,6 +149,7 @@ def test_try_answers_the_packages_photo_in_the_browser_within_twice_emopy_predic
     page.close()
 
 
+@pytest.mark.scale  # a whole training run driven from the browser, about 55 s: CI runs it with the scale checks
 def test_a_run_started_from_the_form_is_watched_to_its_end_compared_exported_and_tried(studio, browser):
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     outside = _outside_requests(page, studio["url"])

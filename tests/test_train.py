@@ -138,6 +138,7 @@ print(json.dumps({"strategy": record["strategy"], "loss": record["history"]["los
 """
 
 
+@pytest.mark.scale  # two logical CPUs in a process of their own, about 40 s: CI runs it with the scale checks
 def test_mirrored_on_two_logical_cpus_trains_and_the_loss_decreases(training_data, tmp_path):
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(training_data)],
                             capture_output=True, text=True, timeout=600)
@@ -213,6 +214,7 @@ def test_joint_training_resizes_ck_plus_and_counts_contempt_as_left_out(training
     assert ck_records and all(0 <= r["landmarks"].min() and r["landmarks"].max() < 48 for r in ck_records)
 
 
+@pytest.mark.scale  # 3 folds trained, about 40 s; WESAD's leave-one-subject-out runs the same code by default: CI runs it with the scale checks
 def test_ck_plus_cross_validation_is_subject_independent(training_data, tmp_path, capsys):
     flags = ["--dataset", "ck_plus", "--data-dir", str(training_data), "--model", "cnn", "--out", str(tmp_path / "cv"),
              "--cv", "3", "--epochs", "1", "--batch-size", "4"]
@@ -304,6 +306,7 @@ def test_a_different_run_into_an_existing_run_directory_is_refused(training_data
                                     epochs=1, batch_size=32))
 
 
+@pytest.mark.scale  # two runs trained and compared, about 35 s: CI runs it with the scale checks
 def test_the_seed_option_makes_runs_repeat_exactly(training_data, tmp_path):
     losses = []
     for attempt in ("a", "b"):

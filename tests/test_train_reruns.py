@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from emopy.pipeline import cli
 
 
@@ -24,6 +26,7 @@ def _epochs_logged(run_dir: Path) -> list[int]:
     return [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:] if line.strip()]
 
 
+@pytest.mark.scale  # a run killed and resumed in processes of its own, about 70 s: CI runs it with the scale checks
 def test_a_killed_run_resumes_from_its_last_epoch(training_data, tmp_path):
     run_dir = tmp_path / "run"
     command = ["emopy", "train", "--dataset", "fer2013", "--data-dir", str(training_data), "--model", "cnn",
