@@ -53,7 +53,8 @@ from emopy.serving.layout import DEFAULT_MODEL_NAME
 
 BATCHING_FILE = "batching_parameters.txt"
 
-# tensorflow_model_server --enable_batching: batches of up to 32 faces, waiting at most 2 ms to fill one.
+# tensorflow_model_server --enable_batching: batches of up to 32 inputs (faces, or a physiological model's windows),
+# waiting at most 2 ms to fill one.
 BATCHING_PARAMETERS = """\
 max_batch_size { value: 32 }
 batch_timeout_micros { value: 2000 }
@@ -290,7 +291,7 @@ def write_server_files(base: Path, config: model_server_config_pb2.ModelServerCo
         notes.append(f"{batching_path}: kept as it was (delete it for emopy's defaults)")
     else:
         batching_path.write_text(BATCHING_PARAMETERS)
-        notes.append(f"{batching_path}: batches of up to 32 faces, 2 ms timeout")
+        notes.append(f"{batching_path}: batches of up to 32 inputs (faces or windows), 2 ms timeout")
     return notes
 
 

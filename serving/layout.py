@@ -92,6 +92,9 @@ def read_assets(version_dir: str | os.PathLike) -> ExportAssets:
     from emopy import models
 
     assets = Path(version_dir) / ASSETS
+    if (assets / SIGNAL_SPEC_ASSET).is_file():
+        raise ValueError(f"{version_dir} holds a physiological model, which reads signals, not faces: use "
+                         f"`emopy predict-signals FILE --model {version_dir}`")
     try:
         return ExportAssets((assets / LABELS_ASSET).read_text().splitlines(),
                             faces.FaceSpec.from_json((assets / FACE_SPEC_ASSET).read_text()),

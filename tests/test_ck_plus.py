@@ -63,7 +63,9 @@ def test_each_layout_indexes_the_same_sequences_and_files(trees, tmp_path):
         (name, frames, emotion) for name, frames, _, emotion, _ in folders]
 
 
-@pytest.mark.scale  # `emopy build` with 2 worker processes, about 50 s; the configs build in this process in the builder's own test: CI runs it with the scale checks
+# `emopy build` with 2 worker processes, about 50 s; the configs build in this process in the builder's own test: CI
+# runs it with the scale checks.
+@pytest.mark.scale
 def test_emotion_config_from_the_folders(tmp_path, trees):
     result = emopy_build("--manual-dir", str(trees["folders"]), "--data-dir", str(tmp_path), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -93,6 +95,9 @@ def test_emotion_config_from_the_folders(tmp_path, trees):
     assert json.loads(metadata["face_spec"])["detector"] == "auto"  # the default, recorded
 
 
+# A build of its own, about 25 s; training_data and the builder's test build the config too: CI runs it with the scale
+# checks.
+@pytest.mark.scale
 def test_sequences_config(tmp_path, trees):
     # Built in this process (builds.build_here): `emopy build`'s worker processes are tested above, and facs is built
     # by `tfds build` below (from the zips, which lead the builder to the same files as the folders).

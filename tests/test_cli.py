@@ -194,6 +194,7 @@ def test_help(argv):
 # --- Quiet by default: TensorFlow's start-up lines only with --verbose ---------------------------------------
 
 
+@pytest.mark.scale  # emopy commands started twice, about 22 s: CI runs it with the scale checks
 def test_tensorflow_start_up_lines_stay_off_the_terminal_unless_verbose(tmp_path):
     missing = str(tmp_path / "no_run")  # TensorFlow is loaded before the run directory is found missing
     quiet = emopy("evaluate", "--run", missing, env=_environment())

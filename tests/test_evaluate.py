@@ -181,6 +181,7 @@ def test_a_dataset_is_relabelled_in_the_exports_classes(export_base, training_da
     ("landmarks", "landmarks", "fer2013", labels.FER2013),  # the signature takes crops it ignores
     ("image_lstm", "image_sequence", "ck_plus/sequences", labels.CK_PLUS),  # the model's frames are its `image`
 ])
+@pytest.mark.scale  # two runs trained and exported, about 30 s: CI runs it with the scale checks
 def test_landmark_and_sequence_exports_are_evaluated_too(model, kind, dataset, classes, training_data, tmp_path):
     from emopy import models
     import tensorflow as tf

@@ -46,6 +46,7 @@ def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+@pytest.mark.scale  # saved_model_cli in processes of its own, about 21 s: CI runs it with the scale checks
 def test_saved_model_cli_shows_and_runs_the_signatures(exported, face, tmp_path):
     path = str(exported["cnn"])
     shown = _saved_model_cli("show", "--dir", path, "--all")
@@ -145,6 +146,7 @@ def test_sequence_models_take_clips(exported, face):
     assert "classify" not in loaded.signatures
 
 
+@pytest.mark.scale  # three exports, about 27 s: CI runs it with the scale checks
 def test_versions_count_up_and_an_existing_version_is_refused(runs, tmp_path, capsys):
     base = tmp_path / "base"
     assert cli.main(["export", "--run", str(runs["cnn"]), "--model-base-path", str(base)]) == 0
@@ -188,6 +190,9 @@ def test_grpc_end_to_end_on_a_real_export(exported, runs, face):
             assert client.status() == {1: "AVAILABLE"}
 
 
+# `emopy serve` in a process of its own, about 12 s; test_serving_server starts it too: CI runs it with the scale
+# checks.
+@pytest.mark.scale
 def test_emopy_serve_command_serves_until_terminated(exported, face):
     import signal
 
@@ -234,6 +239,7 @@ def test_signatures_recognizer_and_evaluate_give_the_same_probabilities_for_the_
         np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
+@pytest.mark.scale  # an export of its own, about 12 s: CI runs it with the scale checks
 def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face, tmp_path):
     import json
 
@@ -249,6 +255,7 @@ def test_test_time_flip_serves_the_mean_over_each_face_and_its_mirror(runs, face
         export.export(runs["multi_input"], tmp_path / "refused", test_time_flip=True)
 
 
+@pytest.mark.scale  # an ensemble exported, about 19 s: CI runs it with the scale checks
 def test_an_ensemble_of_runs_serves_the_mean_of_their_probabilities(runs, training_data, face, tmp_path):
     import json
 
@@ -306,6 +313,7 @@ def test_the_recognizer_runs_the_tflite_copy_and_falls_back_to_the_saved_model_w
     np.testing.assert_allclose(slow.classify_crops(list(crops), points), expected, atol=1e-5)
 
 
+@pytest.mark.scale  # a TFLite conversion, about 14 s: CI runs it with the scale checks
 def test_int8_tflite_quantises_the_copys_weights_and_keeps_its_answers(exported, runs, face, tmp_path):
     import json
 

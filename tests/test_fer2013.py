@@ -168,6 +168,7 @@ def test_emopy_build_with_two_workers_on_the_icml_form(tmp_path, face_images):
     check_built(tmp_path / "data", face_images)
 
 
+@pytest.mark.scale  # a build of its own, about 17 s: CI runs it with the scale checks
 def test_the_tarball_form_is_extracted_and_built(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="tarball")
@@ -210,6 +211,9 @@ def test_ferplus_rows_out_of_line_stop_emopy_build_naming_the_row(tmp_path, face
     assert "fer2013.csv, row 13 (line 15): Usage 'PublicTest', but fer2013new.csv has 'Training'" in result.stderr
 
 
+# `emopy build` in a process of its own, about 30 s; training_data builds FER+ in this process: CI runs it with the
+# scale checks.
+@pytest.mark.scale
 def test_ferplus_config_builds_with_votes(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="plain")

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_WHEEL_BYTES = 50_000_000
 
 
+# `tfds` and the stack's imports in processes of their own, about 22 s: CI runs it with the scale checks.
+@pytest.mark.scale
 def test_stack_imports_and_tfds_command_line_runs():
     script = (
         "import apache_beam, tensorflow as tf, tf_keras, tensorflow_datasets as tfds\n"

@@ -175,6 +175,10 @@ def test_the_export_serves_the_keras_models_probabilities_and_predicts_as_the_ru
     rows_run, rows_export = (predict_signals.predict_recording(recording, model) for model in (by_run, by_export))
     assert len(rows_run) == 3
     np.testing.assert_allclose(rows_export[run.class_names], rows_run[run.class_names], atol=1e-6)
+    # The face commands point a physiological export to predict-signals instead of looking for its face spec.
+    with pytest.raises(ValueError, match="physiological model, which reads signals, not faces: use `emopy "
+                                         "predict-signals FILE --model"):
+        layout.read_assets(mlp_export)
 
 
 def test_the_local_server_serves_the_export_over_grpc_and_refuses_malformed_requests(mlp_run, mlp_export,

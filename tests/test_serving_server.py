@@ -360,6 +360,7 @@ def test_concurrent_clients(landmark_server, prediction):
 # --- Versions --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.scale  # an export and a server of its own, about 17 s: CI runs it with the scale checks
 def test_a_new_version_is_served_without_restart(tmp_path):
     base = tmp_path / "models"
     write_test_model(base, 1)

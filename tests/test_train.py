@@ -214,7 +214,9 @@ def test_joint_training_resizes_ck_plus_and_counts_contempt_as_left_out(training
     assert ck_records and all(0 <= r["landmarks"].min() and r["landmarks"].max() < 48 for r in ck_records)
 
 
-@pytest.mark.scale  # 3 folds trained, about 40 s; WESAD's leave-one-subject-out runs the same code by default: CI runs it with the scale checks
+# 3 folds trained, about 40 s; WESAD's leave-one-subject-out runs the same code by default: CI runs it with the scale
+# checks.
+@pytest.mark.scale
 def test_ck_plus_cross_validation_is_subject_independent(training_data, tmp_path, capsys):
     flags = ["--dataset", "ck_plus", "--data-dir", str(training_data), "--model", "cnn", "--out", str(tmp_path / "cv"),
              "--cv", "3", "--epochs", "1", "--batch-size", "4"]
