@@ -135,7 +135,7 @@ def read(path: str | Path, model: SignalModel, rate: float | None, shift_seconds
         # The builder's windows (wesad_files.windows) are those with a state; here every window is predicted.
         kept, _ = wesad_files.windows(recording.labels, size, shift)
         states = {each.start: each.state for each in kept}
-        starts = list(range(0, len(recording.labels) - size + 1, shift))
+        starts = wesad_files.window_starts(len(recording.labels), size, shift)
         return Recording(path.name, recording.channels, recording.seconds,
                          [start / wesad_files.CHEST_RATE for start in starts], [states.get(start) for start in starts])
     if path.suffix.lower() != ".csv":
@@ -144,7 +144,7 @@ def read(path: str | Path, model: SignalModel, rate: float | None, shift_seconds
     first = next(iter(channels.values()))
     count, hertz = len(first.values), first.rate
     size, shift = round(window * hertz), round(shift_seconds * hertz)
-    starts = [start / hertz for start in range(0, count - size + 1, shift)]
+    starts = [start / hertz for start in wesad_files.window_starts(count, size, shift)]
     return Recording(path.name, channels, count / hertz, starts, [None] * len(starts))
 
 

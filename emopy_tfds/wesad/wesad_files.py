@@ -172,11 +172,16 @@ def read_recording(path: epath.Path | str, sensors: Sequence[str] = ("chest", "w
     return parse_recording(data, where, sensors)
 
 
+def window_starts(samples: int, window_samples: int, shift_samples: int) -> range:
+    """The first sample of every whole window of a recording of `samples` samples; none if it is shorter than one."""
+    return range(0, samples - window_samples + 1, shift_samples)
+
+
 def windows(labels: np.ndarray, window_samples: int, shift_samples: int) -> tuple[list[Window], int]:
     """Windows of `window_samples` labels every `shift_samples`, each with its majority label, and how many were
     left out because that label is no state (WESAD's 0 and 5..7). A recording shorter than one window has none."""
     kept, unlabelled = [], 0
-    for start in range(0, len(labels) - window_samples + 1, shift_samples):
+    for start in window_starts(len(labels), window_samples, shift_samples):
         counts = np.bincount(labels[start:start + window_samples].clip(0, 8), minlength=9)
         label = int(np.argmax(counts))
         if FIRST_STATE <= label <= LAST_STATE:
