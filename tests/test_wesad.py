@@ -4,8 +4,11 @@ bad files refused by name, short recordings counted, and `emopy build wesad` on 
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ import tensorflow_datasets as tfds
 from builds import IN_PROCESS, emopy_build
 from emopy.pipeline import build
 from emopy.pipeline.build import IN_MEMORY
-from emopy_tfds.wesad import dummy_data_generation, wesad_files
+from emopy_tfds.wesad import dummy_data_generation, wesad_dataset_builder, wesad_files
 from emopy_tfds.wesad.dummy_data_generation import PHASES, SubjectSpec
 
 
@@ -148,3 +151,18 @@ def test_builds_the_same_windows_on_dask(tmp_path, dask_cluster):
         built[runner] = sorted((row["subject"], float(row["start_seconds"]), int(row["label"]),
                                 round(float(row["features"]["bvp_heart_rate"]), 3)) for row in rows)
     assert built["direct"] == built["dask"] and len(built["dask"]) == 2 * 2  # 80 s each: windows at 0 and 15 s
+
+
+@pytest.mark.scale  # `tfds build` in a process of its own, about 25 s: CI runs it with the scale checks
+def test_tfds_build_command_line_builds_wesad(tmp_path):
+    dummy_data_generation.write_subject(tmp_path / "manual", SubjectSpec("S2", phases=dummy_data_generation.states(30)))
+    result = subprocess.run(
+        ["tfds", "build", str(Path(wesad_dataset_builder.__file__).parent), "--config", "wrist",
+         "--manual_dir", str(tmp_path / "manual"), "--data_dir", str(tmp_path / "data"),
+         f"--beam_pipeline_options=runner=DirectRunner,allow_unsafe_triggers,{IN_MEMORY}"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(tfds.as_numpy(tfds.load("wesad/wrist", split="train", data_dir=str(tmp_path / "data"))))
+    assert len(rows) == 5 and {row["subject"] for row in rows} == {b"S2"}  # 2 minutes: windows at 0, 15, ..., 60 s
+    metadata = json.loads(next((tmp_path / "data").glob("wesad/wrist/1.0.0/metadata.json")).read_text())
+    assert metadata["windows_per_subject"] == {"S2": 5} and metadata["recordings_too_short"] == []
