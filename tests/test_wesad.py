@@ -111,6 +111,19 @@ def test_not_a_wesad_pickle_is_refused_by_name(tmp_path):
         wesad_files.read_recording(path)
 
 
+@pytest.mark.parametrize("seconds", [7, 20, 33])
+def test_generated_channels_are_as_long_as_their_rates_say(seconds):
+    """neurokit2's simulators can return a sample more than asked (eda_simulate at 4 Hz for 20 s gives 81)."""
+    spec = SubjectSpec("S2", phases=dummy_data_generation.states(seconds), seed=2)
+    recording = dummy_data_generation.recording(spec)
+    total = seconds * len(spec.phases)
+    assert len(recording["label"]) == total * wesad_files.CHEST_RATE
+    for name, values in recording["signal"]["chest"].items():
+        assert len(values) == total * wesad_files.CHEST_RATE, name
+    for name, values in recording["signal"]["wrist"].items():
+        assert len(values) == total * wesad_files.WRIST_RATES[name], name
+
+
 def test_windows_take_the_majority_state_and_leave_out_unlabelled_ones():
     labels = np.array([0] * 50 + [2] * 30 + [6] * 20)
     kept, unlabelled = wesad_files.windows(labels, window_samples=40, shift_samples=20)

@@ -66,6 +66,11 @@ class SubjectSpec:
         return [PHASES[phase] if isinstance(phase, int) else phase for phase in self.phases]
 
 
+def _exactly(values: np.ndarray, count: int) -> np.ndarray:
+    """`values` cut or edge-padded to `count` samples: neurokit2's simulators may return one sample more or less."""
+    return values[:count] if len(values) >= count else np.pad(values, (0, count - len(values)), mode="edge")
+
+
 def _phase_signals(phase: Phase, seed: int) -> dict[str, np.ndarray]:
     """One phase's signals, by WESAD channel ("chest/ECG", "wrist/BVP", ...), each at its WESAD rate."""
     rng = np.random.default_rng(seed)
@@ -91,14 +96,18 @@ def _phase_signals(phase: Phase, seed: int) -> dict[str, np.ndarray]:
                                random_state=seed, drift=0.0, motion_amplitude=0.0, powerline_amplitude=0.0,
                                burst_amplitude=0.0)
     # neurokit2 adds no noise at 4 Hz: a skin with no responses would read as a flat (unplugged) sensor.
-    wrist_eda = (nk.eda_simulate(duration=seconds, sampling_rate=WRIST_RATES["EDA"], scr_number=phase.scr_number,
-                                 drift=0.0, noise=0.0, random_state=seed) + 0.5 * phase.eda_level
-                 + 0.002 * rng.standard_normal(round(seconds * WRIST_RATES["EDA"])))
+    wrist_eda_count = round(seconds * WRIST_RATES["EDA"])
+    wrist_eda = (_exactly(nk.eda_simulate(duration=seconds, sampling_rate=WRIST_RATES["EDA"],
+                                          scr_number=phase.scr_number, drift=0.0, noise=0.0, random_state=seed),
+                          wrist_eda_count)
+                 + 0.5 * phase.eda_level + 0.002 * rng.standard_normal(wrist_eda_count))
     wrist_acc_count = round(seconds * WRIST_RATES["ACC"])
     return {
-        "chest/ECG": ecg[:n], "chest/EMG": emg[:n], "chest/EDA": eda[:n], "chest/Temp": temperature,
-        "chest/Resp": 5 * resp[:n], "chest/ACC": chest_acc, "label": np.full(n, phase.label, np.int32),
-        "wrist/BVP": bvp, "wrist/EDA": wrist_eda, "wrist/TEMP": wrist(temperature - 1.5, WRIST_RATES["TEMP"]),
+        "chest/ECG": _exactly(ecg, n), "chest/EMG": _exactly(emg, n), "chest/EDA": _exactly(eda, n),
+        "chest/Temp": temperature, "chest/Resp": 5 * _exactly(resp, n), "chest/ACC": chest_acc,
+        "label": np.full(n, phase.label, np.int32),
+        "wrist/BVP": _exactly(bvp, round(seconds * WRIST_RATES["BVP"])), "wrist/EDA": wrist_eda,
+        "wrist/TEMP": wrist(temperature - 1.5, WRIST_RATES["TEMP"]),
         "wrist/ACC": np.round(np.array([60.0, 5.0, -20.0]) + rng.standard_normal((wrist_acc_count, 3))),
     }
 
