@@ -13,7 +13,7 @@ from emopy_tfds import labels
 from emopy_tfds.ck_plus import ck_plus_beam, ck_plus_files
 from emopy_tfds.ck_plus.dummy_data_generation import SequenceSpec, write_tree
 
-from builds import IN_MEMORY, build_here, load_split
+from builds import IN_MEMORY, build_here, emopy_build_here, load_split
 from builds import emopy_build as build_dataset
 
 SPECS = (
@@ -113,11 +113,11 @@ def test_malformed_label_file_stops_the_build_naming_it(tmp_path, astronaut):
     tree = write_tree(tmp_path / "manual", SPECS[:1], photo=astronaut)
     emotion_file = next((tree / "Emotion").rglob("*_emotion.txt"))
     emotion_file.write_text("   9.0000000e+00\n")
-    result = emopy_build("--manual-dir", str(tree), "--data-dir", str(tmp_path / "data"))
+    result = emopy_build_here("ck_plus", "--manual-dir", str(tree), "--data-dir", str(tmp_path / "data"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{emotion_file}: label 9 is not one of 0..7" in result.stderr
     emotion_file.write_text("happy\n")
-    result = emopy_build("--manual-dir", str(tree), "--data-dir", str(tmp_path / "data"))
+    result = emopy_build_here("ck_plus", "--manual-dir", str(tree), "--data-dir", str(tmp_path / "data"))
     assert result.returncode == 1 and f"{emotion_file}: expected numbers" in result.stderr
 
 

@@ -15,7 +15,7 @@ from emopy_tfds import labels
 from emopy_tfds.fer2013 import dummy_data_generation as generate
 from emopy_tfds.fer2013 import fer2013_csv
 
-from builds import IN_MEMORY, IN_PROCESS, build_here, load_split, load_splits
+from builds import IN_MEMORY, IN_PROCESS, build_here, emopy_build_here, load_split, load_splits
 from builds import emopy_build as build_dataset
 
 ROWS = 21
@@ -197,7 +197,8 @@ def test_tfds_build_command_line_builds_both_configs(tmp_path, face_images):
 def test_ferplus_without_its_file_is_a_clear_error(tmp_path, face_images):
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="plain")
-    result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--config", "ferplus")
+    result = emopy_build_here("fer2013", "--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"),
+                              "--config", "ferplus")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "the ferplus config needs Microsoft's fer2013new.csv" in result.stderr
 
@@ -206,7 +207,8 @@ def test_ferplus_rows_out_of_line_stop_emopy_build_naming_the_row(tmp_path, face
     manual = tmp_path / "manual"
     generate.write_source(manual, face_images, EMOTIONS, USAGES, form="plain")
     generate.write_ferplus(manual, [[10] + [0] * 9] * ROWS, ["Training"] * 15 + USAGES[15:])
-    result = emopy_build("--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"), "--config", "ferplus")
+    result = emopy_build_here("fer2013", "--manual-dir", str(manual), "--data-dir", str(tmp_path / "data"),
+                              "--config", "ferplus")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "fer2013.csv, row 13 (line 15): Usage 'PublicTest', but fer2013new.csv has 'Training'" in result.stderr
 
@@ -244,13 +246,14 @@ def test_bad_row_stops_emopy_build_and_skip_bad_rows_counts_it(tmp_path, face_im
     manual.mkdir()
     csv_with_bad_row(manual, face_images, BAD_ROWS["short"][0])
     data_dir = tmp_path / "data"
-    stopped = emopy_build("--manual-dir", str(manual), "--data-dir", str(data_dir), "--workers", "2")
+    stopped = emopy_build_here("fer2013", "--manual-dir", str(manual), "--data-dir", str(data_dir), "--workers", "2")
     assert stopped.returncode == 1
     assert "fer2013.csv, row 2 (line 4): expected 2304 pixel values (48x48), got 3" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     assert not (data_dir / "fer2013" / "original" / "1.0.0").exists()
 
-    skipped = emopy_build("--manual-dir", str(manual), "--data-dir", str(data_dir), *IN_PROCESS, "--skip-bad-rows")
+    skipped = emopy_build_here("fer2013", "--manual-dir", str(manual), "--data-dir", str(data_dir), *IN_PROCESS,
+                               "--skip-bad-rows")
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     assert "skipped 1 bad row(s)" in skipped.stdout
     metadata = json.loads((data_dir / "fer2013" / "original" / "1.0.0" / "metadata.json").read_text())

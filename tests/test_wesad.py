@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from builds import IN_PROCESS, emopy_build
+from builds import IN_PROCESS, emopy_build_here
 from emopy.pipeline import build
 from emopy.pipeline.build import IN_MEMORY
 from emopy_tfds.wesad import dummy_data_generation, wesad_dataset_builder, wesad_files
@@ -138,8 +138,8 @@ def test_emopy_build_wesad_counts_a_recording_too_short_for_a_window(tmp_path):
     dummy_data_generation.write_subject(tmp_path / "manual", SubjectSpec("S2", phases=dummy_data_generation.states(30)))
     short = dummy_data_generation.states(40)[:1]
     dummy_data_generation.write_subject(tmp_path / "manual", SubjectSpec("S3", phases=short))
-    result = emopy_build("wesad", "--config", "wrist", "--manual-dir", str(tmp_path / "manual"),
-                         "--data-dir", str(tmp_path / "data"), *IN_PROCESS)
+    result = emopy_build_here("wesad", "--config", "wrist", "--manual-dir", str(tmp_path / "manual"),
+                              "--data-dir", str(tmp_path / "data"), *IN_PROCESS)
     assert result.returncode == 0, result.stderr[-2000:]
     # S2's 2 minutes: windows at 0, 15, ..., 60 s.
     assert "built wesad/wrist/1.0.0" in result.stdout and "5 examples" in result.stdout, result.stdout
