@@ -12,7 +12,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, inputs, preprocessing, scaled_units
+from emopy.models import InputSpec, inputs, output_head, preprocessing, scaled_units
 
 FILTERS = (32, 64, 128)
 # Rows of the face (brows, eyes, mouth) stay apart on a 3x3 grid, which global pooling would merge.
@@ -48,7 +48,5 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     scales every layer's filters and units."""
     model_inputs = inputs(input_spec)
     x = features(preprocessing.scaled_pixels(model_inputs["image"]), dropout=dropout, width=width)
-    logits = layers.Dense(num_classes, name="logits")(x)
-    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
-    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    outputs = output_head(x, num_classes, output_activation)
     return keras.Model(inputs=model_inputs, outputs=outputs, name="cnn")

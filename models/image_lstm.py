@@ -9,7 +9,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, cnn, inputs, preprocessing
+from emopy.models import InputSpec, cnn, inputs, output_head, preprocessing
 
 
 def build(input_spec: InputSpec, num_classes: int, output_activation: str = "softmax") -> keras.Model:
@@ -22,7 +22,5 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     x = layers.TimeDistributed(encoder, name="frame_features")(frames)
     x = layers.LSTM(64, name="lstm")(x)
     x = layers.Dropout(0.2, name="dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
-    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
-    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    outputs = output_head(x, num_classes, output_activation)
     return keras.Model(inputs=model_inputs, outputs=outputs, name="image_lstm")

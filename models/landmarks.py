@@ -15,7 +15,7 @@ from typing import Mapping
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, inputs, preprocessing
+from emopy.models import InputSpec, inputs, output_head, preprocessing
 
 
 def features(landmarks: Mapping, units: int = 128, dropout: float = 0.2):
@@ -37,7 +37,5 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     """The landmark network for `input_spec` (kind "landmarks"), ending in `num_classes` float32 probabilities."""
     model_inputs = inputs(input_spec)
     x = features(preprocessing.landmark_feature_inputs(model_inputs["landmarks"]))
-    logits = layers.Dense(num_classes, name="logits")(x)
-    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
-    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    outputs = output_head(x, num_classes, output_activation)
     return keras.Model(inputs=model_inputs, outputs=outputs, name="landmarks")

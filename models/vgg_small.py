@@ -17,7 +17,7 @@ from __future__ import annotations
 import tf_keras as keras
 from tf_keras import layers
 
-from emopy.models import InputSpec, inputs, preprocessing, scaled_units
+from emopy.models import InputSpec, inputs, output_head, preprocessing, scaled_units
 from emopy.models.vgg import conv_block
 
 STAGES = (24, 48, 96, 192)
@@ -45,7 +45,5 @@ def build(input_spec: InputSpec, num_classes: int, output_activation: str = "sof
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(scaled_units(DENSE_UNITS, width), activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
-    # float32 so that softmax/sigmoid and the loss stay accurate under the mixed_float16 policy.
-    outputs = layers.Activation(output_activation, dtype="float32", name="probabilities")(logits)
+    outputs = output_head(x, num_classes, output_activation)
     return keras.Model(inputs=model_inputs, outputs=outputs, name="vgg_small")
