@@ -35,8 +35,8 @@ def emopy_build(dataset: str, *args: str, env: dict | None = None) -> subprocess
 
 def emopy_build_here(dataset: str, *args: str) -> subprocess.CompletedProcess:
     """`emopy build DATASET ...` through the command's main() in this process: its exit status and what it printed,
-    as a CompletedProcess. For tests of what the command decides and says on bad input, which it does before any
-    Beam worker starts; a process of its own (emopy_build) costs such a test about 9 s of start-up on 2 cores."""
+    as a CompletedProcess. For tests of what the command decides and says on bad input (with IN_PROCESS, its Beam
+    pipeline runs here too); a process of its own (emopy_build) costs such a test about 9 s of start-up on 2 cores."""
     from emopy.pipeline import cli
 
     stdout, stderr = io.StringIO(), io.StringIO()
