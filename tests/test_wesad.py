@@ -111,7 +111,7 @@ def test_not_a_wesad_pickle_is_refused_by_name(tmp_path):
         wesad_files.read_recording(path)
 
 
-@pytest.mark.parametrize("seconds", [7, 20, 33])
+@pytest.mark.parametrize("seconds", [11, 20, 33])
 def test_generated_channels_are_as_long_as_their_rates_say(seconds):
     """neurokit2's simulators can return a sample more than asked (eda_simulate at 4 Hz for 20 s gives 81)."""
     spec = SubjectSpec("S2", phases=dummy_data_generation.states(seconds), seed=2)
