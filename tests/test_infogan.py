@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +15,8 @@ from emopy import models
 from emopy.models import infogan
 from emopy.pipeline import cli, data, generate, infogan_faces, train
 from emopy.pipeline.run_dir import RunDir
+
+from two_cpus import run_on_two_logical_cpus
 
 CLASSES = 8
 
@@ -229,9 +228,6 @@ def test_bad_add_generated_requests_are_refused_naming_the_value(infogan_run, ru
 
 MIRRORED_SCRIPT = """
 import json, sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from emopy.pipeline import train
 record = train.run(train.TrainConfig(dataset="fer2013/ferplus", model="infogan", out=sys.argv[1], data_dir=sys.argv[2],
                                      strategy="mirrored", epochs=1, batch_size=8, augment=False))
@@ -241,9 +237,6 @@ print(json.dumps({"strategy": record["strategy"], "history": record["history"]})
 
 @pytest.mark.scale  # 40 s in a process of its own; CI runs it with the scale checks
 def test_mirrored_on_two_logical_cpus_trains_an_infogan(training_data, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(training_data)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = run_on_two_logical_cpus(MIRRORED_SCRIPT, str(tmp_path / "run"), str(training_data))
     assert outcome["strategy"] == {"name": "mirrored", "replicas": 2, "global_batch_size": 16}
     assert all(np.isfinite(outcome["history"][key][0]) for key in ("critic_loss", "generator_loss", "val_loss"))

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ from emopy_tfds import faces, labels
 from emopy.pipeline import cli, data, run_dir, train
 
 from emopy import models
+
+from two_cpus import run_on_two_logical_cpus
 
 
 def emopy(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -129,9 +130,6 @@ def test_training_learns_the_signal_and_evaluate_reports_it(training_data, tmp_p
 
 MIRRORED_SCRIPT = """
 import json, sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from emopy.pipeline import train
 record = train.run(train.TrainConfig(dataset="fer2013", model="cnn", out=sys.argv[1], data_dir=sys.argv[2],
                                      strategy="mirrored", epochs=5, batch_size=16, seed=1))
@@ -141,10 +139,7 @@ print(json.dumps({"strategy": record["strategy"], "loss": record["history"]["los
 
 @pytest.mark.scale  # two logical CPUs in a process of their own, about 40 s: CI runs it with the scale checks
 def test_mirrored_on_two_logical_cpus_trains_and_the_loss_decreases(training_data, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(training_data)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = run_on_two_logical_cpus(MIRRORED_SCRIPT, str(tmp_path / "run"), str(training_data))
     assert outcome["strategy"] == {"name": "mirrored", "replicas": 2, "global_batch_size": 32}
     assert outcome["loss"][-1] < outcome["loss"][0]
 

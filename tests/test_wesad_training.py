@@ -4,8 +4,6 @@ subjects), and the refusals of models and datasets that do not go together."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,8 @@ import tf_keras as keras
 
 from emopy import models
 from emopy.pipeline import cli, data, run_dir
+
+from two_cpus import run_on_two_logical_cpus
 
 
 def _train(*flags: str) -> int:
@@ -114,9 +114,6 @@ def test_models_datasets_and_folds_that_do_not_go_together_are_refused(flags, me
 MIRRORED_SCRIPT = """
 import json, sys
 import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from emopy.pipeline import data, run_dir, train
 record = train.run(train.TrainConfig(dataset="wesad/chest", model="physio_mlp", out=sys.argv[1], data_dir=sys.argv[2],
                                      strategy="mirrored", epochs=4, batch_size=4, seed=1))
@@ -132,12 +129,9 @@ print(json.dumps({"strategy": record["strategy"], "loss": record["history"]["los
 
 @pytest.mark.scale  # two logical CPUs in a process of their own, about 30 s: CI runs it with the scale checks
 def test_physio_mlp_trains_mirrored_on_two_logical_cpus_with_the_train_splits_statistics(wesad_data, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(wesad_data)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = run_on_two_logical_cpus(MIRRORED_SCRIPT, str(tmp_path / "run"), str(wesad_data))
     assert outcome["strategy"] == {"name": "mirrored", "replicas": 2, "global_batch_size": 8}
     # 4 epochs of 36 windows are too few and too noisy for the loss to fall surely: the point is that the replicas
     # train and the normalisation was adapted on the train split under the strategy.
     assert len(outcome["loss"]) == 4 and all(np.isfinite(outcome["loss"]))
-    assert outcome["mean_error"] < 1e-3  # the normalisation was adapted on the train split under the strategy
+    assert outcome["mean_error"] < 1e-3
